@@ -1,0 +1,66 @@
+"""The ``braid`` command. Each command lives in its own module with ``configure(parser)`` and ``run(args)``;
+only the chosen command's module is imported."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    "video": ("pipelines.video_interleave.command", "videos -> shots -> frames -> change captions -> shards"),
+    "web": ("pipelines.web_interleave.command", "web documents and HTML pages -> caption-first shards"),
+    "reason": ("pipelines.reasoning_aug.command", "shards and edit tables -> reasoning-augmented shards"),
+    "validate": ("pipelines.validate_cmd", "check shards: schema, member layout, images decode"),
+    "stats": ("pipelines.stats_cmd", "print a run's summary"),
+    "view": ("pipelines.view", "render random samples as a self-contained HTML page"),
+    "export": ("pipelines.export_cmd", "export shards to BAGEL, Hugging Face or OmniCorpus formats"),
+    "push": ("pipelines.export_cmd", "upload an exported Hugging Face dataset"),
+    "make-tiny-vlm": ("captioners.tiny", "build a tiny random-weight VLM for tests and smoke runs"),
+    "train": ("model.train", "train the bundled MoT on shards"),
+    "infer": ("model.infer", "generate text or images with a trained MoT"),
+    "spotcheck": ("pipelines.spotcheck", "score and render a spot-check report of shards"),
+}
+
+
+def _available() -> dict[str, tuple[str, str]]:
+    out = {}
+    for name, (mod, help_) in COMMANDS.items():
+        if importlib.util.find_spec(mod) is not None:
+            out[name] = (mod, help_)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    cmds = _available()
+    top = argparse.ArgumentParser(prog="braid", description="Build interleaved image-text training data.")
+    sub = top.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (_, help_) in cmds.items():
+        sub.add_parser(name, help=help_, add_help=False)
+    if not argv or argv[0] not in cmds:
+        top.parse_args(argv or ["--help"])
+        return 2
+    name = argv[0]
+    module = importlib.import_module(cmds[name][0])
+    parser = argparse.ArgumentParser(prog=f"braid {name}", description=cmds[name][1])
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
+    configure = getattr(module, f"configure_{name.replace('-', '_')}", None) or module.configure
+    runner = getattr(module, f"run_{name.replace('-', '_')}", None) or module.run
+    configure(parser)
+    args = parser.parse_args(argv[1:])
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    from .config import ConfigError
+
+    try:
+        return int(runner(args) or 0)
+    except ConfigError as e:
+        print(f"braid {name}: configuration error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

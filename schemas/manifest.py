@@ -1,0 +1,121 @@
+"""The run manifest and summary: every input ends with exactly one terminal record.
+
+Manifest files are JSON lines under ``OUT/manifest/*.jsonl``. A record:
+
+| field      | when            | meaning                                                          |
+|------------|-----------------|------------------------------------------------------------------|
+| id         | always          | the unit id (an input id, or ``<parent>_<NNN>`` for a part)      |
+| input      | always          | the id of the input it came from                                 |
+| status     | always          | ``written``, ``filtered``, ``failed``, or ``split``              |
+| shard, key | written         | where the sample is                                              |
+| stage, reason, scores | filtered | which stage dropped it, why, and the scores that decided   |
+| stage, error_kind, message | failed | which stage failed, the error class, a clear message       |
+| children   | split           | ids of the parts an input was split into (clips, documents)      |
+
+An input's outcome: its own terminal status, or for a split input the best of its parts
+(written > filtered > failed). ``summary.json`` counts inputs by outcome; written + filtered +
+failed == inputs, always (an input with no complete record counts as failed, ``incomplete``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from pathlib import Path
+
+TERMINAL = ("written", "filtered", "failed")
+_RANK = {"written": 0, "filtered": 1, "failed": 2}
+
+
+class ManifestWriter:
+    """Appends records to one JSONL file, each flushed and synced (a kill loses at most a partial line)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._f = open(self.path, "a", encoding="utf-8")
+
+    def append(self, records: list[dict]) -> None:
+        if not records:
+            return
+        self._f.write("".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in records))
+        self._f.flush()
+        os.fsync(self._f.fileno())
+
+    def close(self) -> None:
+        self._f.close()
+
+
+def load_manifest(out_dir: str | Path) -> dict[str, dict]:
+    """All records by id; a torn last line (killed writer) is ignored; later records win."""
+    records: dict[str, dict] = {}
+    for path in sorted(Path(out_dir, "manifest").glob("*.jsonl")):
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                if isinstance(rec, dict) and "id" in rec:
+                    records[rec["id"]] = rec
+    return records
+
+
+def outcome(unit_id: str, records: dict[str, dict]) -> str | None:
+    """written / filtered / failed, or None while the unit (or one of its parts) is unfinished."""
+    rec = records.get(unit_id)
+    if rec is None:
+        return None
+    if rec["status"] != "split":
+        return rec["status"]
+    parts = [outcome(c, records) for c in rec.get("children", [])]
+    if not parts or any(p is None for p in parts):
+        return None if parts else "filtered"
+    return min(parts, key=_RANK.__getitem__)
+
+
+def leaves(unit_id: str, records: dict[str, dict]) -> list[dict]:
+    rec = records.get(unit_id)
+    if rec is None:
+        return []
+    if rec["status"] != "split":
+        return [rec]
+    return [leaf for c in rec.get("children", []) for leaf in leaves(c, records)]
+
+
+def summarize(records: dict[str, dict], input_ids: list[str], wall_time_s: float, **extra) -> dict:
+    """The run summary over the given inputs (see module docstring)."""
+    counts: Counter = Counter()
+    by_reason: Counter = Counter()
+    by_error: Counter = Counter()
+    parts: Counter = Counter()
+    for iid in input_ids:
+        out = outcome(iid, records)
+        counts[out or "failed"] += 1
+        if out is None:
+            by_error["incomplete"] += 1
+        rec = records.get(iid)
+        if rec and rec["status"] == "split":
+            for leaf in leaves(iid, records):
+                parts[leaf["status"]] += 1
+        for leaf in leaves(iid, records):
+            if leaf["status"] == "filtered":
+                by_reason[leaf.get("reason", "unknown")] += 1
+            elif leaf["status"] == "failed":
+                by_error[leaf.get("error_kind", "unknown")] += 1
+    samples = sum(1 for r in records.values() if r["status"] == "written")
+    summary = {
+        "inputs": len(input_ids),
+        "written": counts["written"],
+        "filtered": counts["filtered"],
+        "failed": counts["failed"],
+        "samples_written": samples,
+        "parts": dict(parts),
+        "by_reason": dict(by_reason),
+        "by_error_kind": dict(by_error),
+        "wall_time_s": round(wall_time_s, 3),
+    }
+    summary.update(extra)
+    assert summary["written"] + summary["filtered"] + summary["failed"] == summary["inputs"]
+    return summary
