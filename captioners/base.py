@@ -1,0 +1,100 @@
+"""The one captioner interface: ``caption(requests) -> results``, batched, one result per request, in order.
+
+| CaptionRequest field | meaning                                                                  |
+|----------------------|--------------------------------------------------------------------------|
+| images               | list of PIL images or encoded image bytes (may be empty: text-only)      |
+| prompt_id            | a named, versioned prompt from ``captioners.prompts`` (e.g. ``change_caption@v1``) |
+| variables            | values for the prompt template's fields                                  |
+| max_tokens           | output token limit                                                       |
+| temperature, top_p, seed | sampling parameters (temperature 0 = greedy)                         |
+
+| CaptionResult field  | meaning                                                                  |
+|----------------------|--------------------------------------------------------------------------|
+| text                 | the model's text ("" on error)                                           |
+| status               | ``ok``, ``truncated`` (the token limit cut it) or ``error``              |
+| error                | the reason, when status is ``error``                                     |
+| prompt_tokens, output_tokens | token counts (0 when unknown)                                    |
+| latency_s            | seconds for this request (its share of a batch for batched backends)     |
+| cached               | served from the request cache                                            |
+
+A backend never raises for a bad request or a dead server mid-batch: that request gets an
+``error`` result. Configuration problems (unknown backend, unreachable server at start, missing
+model folder) raise ``CaptionerConfigError`` before any work.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+class CaptionerConfigError(ValueError):
+    """The captioner cannot start: one clear sentence."""
+
+
+@dataclass(frozen=True)
+class CaptionRequest:
+    prompt_id: str
+    variables: dict = field(default_factory=dict)
+    images: tuple = ()  # PIL.Image.Image or bytes
+    max_tokens: int = 64
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class CaptionResult:
+    text: str
+    status: str  # ok | truncated | error
+    error: str | None = None
+    prompt_tokens: int = 0
+    output_tokens: int = 0
+    latency_s: float = 0.0
+    cached: bool = False
+
+
+@dataclass(frozen=True)
+class CaptionerConfig:
+    """Which backend and model caption, and how.
+
+    backend: ``hf`` (transformers in-process), ``openai`` (an OpenAI-compatible server such as
+      ``vllm serve``), ``vllm`` (in-process vLLM engine), or ``stub`` (deterministic stand-in for tests).
+    model: local folder or hub id (hf, vllm); served model name (openai).
+    base_url / api_key: the server (openai); default from BRAID_OPENAI_BASE_URL / OPENAI_API_KEY.
+    device, dtype: for hf (``cpu``/``cuda``, ``float32``/``bfloat16``/``float16``).
+    batch_size: requests per generate call (hf, vllm); concurrency: parallel HTTP requests (openai).
+    timeout_s, max_retries: per HTTP request (openai).
+    engine_args: passed through to ``vllm.LLM`` (tensor_parallel_size, max_model_len, gpu_memory_utilization, limit_mm_per_prompt, ...).
+    cache: keep a request cache in the output directory.
+    """
+
+    backend: str = "hf"
+    model: str = ""
+    base_url: str | None = None
+    api_key: str | None = None
+    device: str = "cpu"
+    dtype: str = "float32"
+    batch_size: int = 8
+    concurrency: int = 8
+    timeout_s: float = 60.0
+    max_retries: int = 3
+    engine_args: dict = field(default_factory=dict)
+    cache: bool = True
+
+    def __post_init__(self):
+        if self.backend not in ("hf", "openai", "vllm", "stub"):
+            raise ValueError(f"backend must be hf, openai, vllm or stub, not {self.backend!r}")
+
+
+class Captioner(Protocol):
+    backend: str
+    model: str
+
+    def caption(self, requests: list[CaptionRequest]) -> list[CaptionResult]: ...
+
+    def close(self) -> None: ...
+
+
+def info(captioner: Any) -> dict:
+    return {"backend": captioner.backend, "model": captioner.model}
