@@ -64,9 +64,11 @@ class CaptionerConfig:
     base_url / api_key: the server (openai); default from BRAID_OPENAI_BASE_URL / OPENAI_API_KEY.
     device, dtype: for hf (``cpu``/``cuda``, ``float32``/``bfloat16``/``float16``).
     batch_size: requests per generate call (hf, vllm); concurrency: parallel HTTP requests (openai).
-    timeout_s, max_retries: per HTTP request (openai).
+    timeout_s, max_retries: per HTTP request (openai): seconds before giving up on one attempt, and how
+      many more attempts after the first on connection errors, timeouts, 429 and 5xx.
+    retry_backoff_s: first back-off between attempts (openai); doubles each retry, with jitter.
     engine_args: passed through to ``vllm.LLM`` (tensor_parallel_size, max_model_len, gpu_memory_utilization, limit_mm_per_prompt, ...).
-    cache: keep a request cache in the output directory.
+    cache: keep a request cache in the output directory (``make_captioner(cfg, cache_dir)``).
     """
 
     backend: str = "hf"
@@ -79,12 +81,18 @@ class CaptionerConfig:
     concurrency: int = 8
     timeout_s: float = 60.0
     max_retries: int = 3
+    retry_backoff_s: float = 0.5
     engine_args: dict = field(default_factory=dict)
     cache: bool = True
 
     def __post_init__(self):
         if self.backend not in ("hf", "openai", "vllm", "stub"):
-            raise ValueError(f"backend must be hf, openai, vllm or stub, not {self.backend!r}")
+            raise CaptionerConfigError(f"backend must be hf, openai, vllm or stub, not {self.backend!r}")
+        for name in ("batch_size", "concurrency"):
+            if getattr(self, name) < 1:
+                raise CaptionerConfigError(f"{name} must be at least 1, not {getattr(self, name)}")
+        if self.timeout_s <= 0 or self.max_retries < 0 or self.retry_backoff_s < 0:
+            raise CaptionerConfigError("timeout_s must be positive; max_retries and retry_backoff_s not negative")
 
 
 class Captioner(Protocol):

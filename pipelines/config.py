@@ -52,6 +52,10 @@ def _coerce(name: str, tp: Any, value: Any) -> Any:
         return dict(value)
     if tp is Any:
         return value
+    if origin is typing.Literal:
+        if value in args:
+            return value
+        raise ConfigError(f"{name} must be one of {', '.join(repr(a) for a in args)}, not {value!r}")
     if tp is bool:
         if isinstance(value, bool):
             return value

@@ -4,6 +4,11 @@ Both ways read the same inputs, run the same stage list and end in the same sink
 then writes ``summary.json``. Resume: inputs whose outcome is already final in the output
 directory are not run again; parts already final are skipped by the sink; incomplete shards
 (no stats file) and temp files are removed first.
+
+On Ray, actor stages together hold at most half of the cluster's CPUs (see ``plan_cpus``): actors
+keep their CPUs for the whole job, and on a small machine they would otherwise starve the tasks
+that feed them and the job would wait forever. A local Ray instance started here is shut down at
+the end of the run; one that was already running (a cluster, a test session) is left alone.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ from pathlib import Path
 from schemas import load_manifest, outcome, summarize
 from schemas.writer import SHARD_RE, is_complete
 
+from .config import ConfigError
+from .limits import apply_limited
 from .sink import RunSink
 from .stage import Stage, apply_stage
 
@@ -34,6 +41,8 @@ class RunConfig:
     num_cpus: CPUs for a local Ray instance (default: all).
     max_samples_per_shard / max_shard_bytes: shard rollover limits.
     chunk_size: records per in-process chunk.
+    task_time_limit_s / task_memory_limit_mb: limits per batch of a CPU stage (one without a setup step);
+        a record that breaks one ends ``failed`` and the run goes on (see ``pipelines.limits``).
     """
 
     out_dir: str = "out"
@@ -43,12 +52,49 @@ class RunConfig:
     max_samples_per_shard: int = 1000
     max_shard_bytes: int = 1 << 30
     chunk_size: int = 32
+    task_time_limit_s: float | None = None
+    task_memory_limit_mb: int | None = None
 
     def __post_init__(self):
         if self.executor not in ("ray", "local"):
-            raise ValueError(f"executor must be 'ray' or 'local', not {self.executor!r}")
+            raise ConfigError(f"executor must be 'ray' or 'local', not {self.executor!r}")
         if self.max_samples_per_shard < 1 or self.max_shard_bytes < 1:
-            raise ValueError("max_samples_per_shard and max_shard_bytes must be positive")
+            raise ConfigError("max_samples_per_shard and max_shard_bytes must be positive")
+        if self.chunk_size < 1:
+            raise ConfigError("chunk_size must be positive")
+        if self.num_cpus is not None and self.num_cpus < 1:
+            raise ConfigError("num_cpus must be at least 1")
+
+
+def _pool(st: Stage) -> tuple[int, int]:
+    """(min, max) actor pool size of a set-up stage; ``concurrency`` is a size or a range."""
+    c = st.concurrency
+    lo, hi = (c[0], c[-1]) if isinstance(c, (tuple, list)) else (c, c)
+    return lo, max(lo, hi)
+
+
+def check_stages(stages: list[Stage]) -> None:
+    """ConfigError, with one sentence, for a stage list that cannot run."""
+    if not stages:
+        raise ConfigError("the pipeline has no stages")
+    names = [st.name for st in stages]
+    for st in stages:
+        if names.count(st.name) > 1:
+            raise ConfigError(f"stage name {st.name!r} is used twice; stage names must be distinct")
+        if not callable(st.fn) or (st.setup is not None and not callable(st.setup)):
+            raise ConfigError(f"stage {st.name!r}: fn and setup must be callables")
+        if isinstance(st.batch_size, bool) or not isinstance(st.batch_size, int) or st.batch_size < 1:
+            raise ConfigError(f"stage {st.name!r}: batch_size must be a positive integer, not {st.batch_size!r}")
+        if st.num_cpus < 0 or st.num_gpus < 0:
+            raise ConfigError(f"stage {st.name!r}: num_cpus and num_gpus must not be negative")
+        try:
+            lo, hi = _pool(st)
+        except (TypeError, IndexError):
+            raise ConfigError(f"stage {st.name!r}: concurrency must be a pool size or a (min, max) pair") from None
+        if not (isinstance(lo, int) and isinstance(hi, int)) or lo < 1:
+            raise ConfigError(f"stage {st.name!r}: concurrency must be at least 1, not {st.concurrency!r}")
+        if st.num_gpus and not st.setup:
+            raise ConfigError(f"stage {st.name!r} asks for GPUs but has no setup step; GPU stages run as actors")
 
 
 def clean_incomplete(out_dir: Path) -> list[str]:
@@ -61,9 +107,8 @@ def clean_incomplete(out_dir: Path) -> list[str]:
 
 
 def _final_records(out_dir: Path) -> dict[str, dict]:
-    """Manifest records, less written ones whose shard is not complete."""
-    recs = load_manifest(out_dir)
-    return {i: r for i, r in recs.items() if r["status"] != "written" or is_complete(out_dir / r["shard"])}
+    """Manifest records that are final (``load_manifest`` drops written ones whose shard is incomplete)."""
+    return load_manifest(out_dir)
 
 
 def _attempt(out_dir: Path, run_info: dict) -> int:
@@ -75,30 +120,47 @@ def _attempt(out_dir: Path, run_info: dict) -> int:
 
 
 def run_pipeline(stages: list[Stage], inputs: list[dict], run: RunConfig, name: str, config: object = None) -> dict:
-    """Run ``stages`` over ``inputs`` (records from ``stage.new_record``) into ``run.out_dir``; returns the summary."""
+    """Run ``stages`` over ``inputs`` (records from ``stage.new_record``) into ``run.out_dir``; returns the summary.
+
+    Bad configuration (stages, duplicate input ids, an unreachable Ray cluster) raises ConfigError
+    before anything is written.
+    """
     t0 = time.time()
-    out = Path(run.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    check_stages(stages)
     ids = [r["id"] for r in inputs]
     if len(set(ids)) != len(ids):
         dup = next(i for i in ids if ids.count(i) > 1)
-        raise ValueError(f"input id {dup!r} appears more than once; give each input a distinct id")
-    removed = clean_incomplete(out)
-    if removed:
-        log.info("resume: removed %d incomplete files", len(removed))
-    records = _final_records(out)
-    pending = [r for r in inputs if outcome(r["id"], records) is None]
-    done_units = {i for i, r in records.items() if r["status"] != "split"}
-    attempt = _attempt(out, {"pipeline": name, "inputs": len(inputs), "pending": len(pending),
-                             "config": asdict(config) if config is not None and hasattr(config, "__dataclass_fields__") else None})
-    (out / "inputs.json").write_text(json.dumps(ids))
-    prefix = f"shard-r{attempt:02d}"
-    if pending:
-        log.info("%s: %d of %d inputs to run (%s executor)", name, len(pending), len(inputs), run.executor)
-        if run.executor == "local":
-            _run_local(stages, pending, run, out, prefix, done_units)
-        else:
-            _run_ray(stages, pending, run, out, prefix, done_units)
+        raise ConfigError(f"input id {dup!r} appears more than once; give each input a distinct id")
+    out = Path(run.out_dir)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"output directory {str(out)!r} exists and is not a directory")
+    ray, started = (None, False)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        removed = clean_incomplete(out)
+        if removed:
+            log.info("resume: removed %d incomplete files", len(removed))
+        records = _final_records(out)
+        pending = [r for r in inputs if outcome(r["id"], records) is None]
+        done_units = {i for i, r in records.items() if r["status"] != "split"}
+        if pending and run.executor == "ray":
+            ray, started = _ray_init(run)  # before the attempt is recorded: an unreachable cluster is a ConfigError
+            plan = plan_cpus(stages, float(ray.cluster_resources().get("CPU", 1)))
+            if not run.ray_address:
+                _check_gpus(stages, float(ray.cluster_resources().get("GPU", 0)))
+        cfg_json = asdict(config) if config is not None and hasattr(config, "__dataclass_fields__") else None
+        attempt = _attempt(out, {"pipeline": name, "inputs": len(inputs), "pending": len(pending), "config": cfg_json})
+        (out / "inputs.json").write_text(json.dumps(ids))
+        prefix = f"shard-r{attempt:02d}"
+        if pending:
+            log.info("%s: %d of %d inputs to run (%s executor)", name, len(pending), len(inputs), run.executor)
+            if run.executor == "local":
+                _run_local(stages, pending, run, out, prefix, done_units)
+            else:
+                _run_ray(ray, plan, stages, pending, run, out, prefix, done_units)
+    finally:
+        if started:
+            ray.shutdown()
     summary = summarize(_final_records(out), ids, time.time() - t0, pipeline=name, attempt=attempt,
                         resumed_inputs=len(inputs) - len(pending))
     shards = sorted(p.name for p in out.glob("*.tar") if SHARD_RE.match(p.name))
@@ -118,7 +180,9 @@ def _run_local(stages, pending, run, out, prefix, done_units) -> None:
             for st, state in zip(stages, states):
                 nxt = []
                 for j in range(0, len(batch), st.batch_size):
-                    nxt.extend(apply_stage(st, batch[j : j + st.batch_size], state))
+                    part = batch[j : j + st.batch_size]
+                    nxt.extend(apply_stage(st, part, state) if st.setup else
+                               apply_limited(st, part, run.task_time_limit_s, run.task_memory_limit_mb))
                 batch = nxt
             sink.consume(batch)
     finally:
@@ -133,13 +197,52 @@ def _run_local(stages, pending, run, out, prefix, done_units) -> None:
 
 
 def _ray_init(run: RunConfig):
+    """(ray, started): Ray connected, and whether this call did it (the run then shuts it down or disconnects)."""
     import ray
 
-    if not ray.is_initialized():
-        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-        kw = {"address": run.ray_address} if run.ray_address else {"num_cpus": run.num_cpus, "include_dashboard": False}
+    if ray.is_initialized():
+        return ray, False
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    kw = {"address": run.ray_address} if run.ray_address else {"num_cpus": run.num_cpus, "include_dashboard": False}
+    try:
         ray.init(log_to_driver=False, logging_level=logging.WARNING, **kw)
-    return ray
+    except (ConnectionError, RuntimeError, ValueError) as e:
+        where = f"the Ray cluster at {run.ray_address!r}" if run.ray_address else "a local Ray instance"
+        raise ConfigError(f"could not start or join {where}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+    return ray, True
+
+
+def plan_cpus(stages: list[Stage], total_cpus: float) -> tuple[list[float], float]:
+    """(CPUs per task or per actor of each stage, CPUs per shard-writer task): a job that cannot starve itself.
+
+    Set-up stages run as actor pools that hold their CPUs for the whole job; together they get at
+    most half of ``total_cpus`` (split evenly between stages, then between the actors of a pool at
+    its largest size). Tasks (CPU stages and the shard writer) fit in what is left.
+    """
+    actor_stages = [st for st in stages if st.setup]
+    share = total_cpus / 2 / max(1, len(actor_stages))
+    per_actor = {st.name: min(st.num_cpus, share / _pool(st)[1]) for st in actor_stages}
+    free = max(total_cpus - sum(per_actor[st.name] * _pool(st)[1] for st in actor_stages), 0.01)
+    return [per_actor[st.name] if st.setup else min(st.num_cpus, free) for st in stages], min(1.0, free)
+
+
+def _check_gpus(stages: list[Stage], gpus: float) -> None:
+    for st in stages:
+        need = st.num_gpus * _pool(st)[0]
+        if need > gpus:
+            raise ConfigError(f"stage {st.name!r} needs {need:g} GPU(s) for its actors but the local Ray instance "
+                              f"has {gpus:g}; run on a machine or cluster with GPUs, or pick a CPU backend")
+
+
+def _quiet_ray_data(ctx) -> None:
+    """Keep Ray Data's console to warnings unless ``-v``; its full log still goes to the session log file."""
+    # records cross Ray Data as opaque Python objects on purpose (see _Box); saying so explicitly
+    # stops the once-per-process warning about falling back to pickled objects
+    ctx.enable_fallback_to_arrow_object_ext_type = True
+    if not log.isEnabledFor(logging.INFO):
+        for h in logging.getLogger("ray.data").handlers:
+            if type(h).__name__ != "SessionFileHandler":
+                h.setLevel(logging.WARNING)
 
 
 class _Box:
@@ -164,19 +267,26 @@ def _pack(records: list[dict]):
 
 
 class _TaskStage:
-    def __init__(self, stage: Stage):
-        self.stage = stage
+    def __init__(self, stage: Stage, time_s: float | None = None, memory_mb: int | None = None):
+        self.stage, self.time_s, self.memory_mb = stage, time_s, memory_mb
 
     def __call__(self, batch):
-        return _pack(apply_stage(self.stage, _rows(batch)))
+        return _pack(apply_limited(self.stage, _rows(batch), self.time_s, self.memory_mb))
 
 
-class _ActorStage:
-    def __init__(self, stage: Stage):
-        self.stage, self.state = stage, stage.setup(stage.cfg)
+def _actor_class(stage: Stage) -> type:
+    """A per-stage actor class: the stage travels with the class, not as constructor arguments
+    (Ray would keep those in the object store, where a restarted actor may no longer find them)."""
 
-    def __call__(self, batch):
-        return _pack(apply_stage(self.stage, _rows(batch), self.state))
+    class _ActorStage:
+        def __init__(self):
+            self.stage, self.state = stage, stage.setup(stage.cfg)
+
+        def __call__(self, batch):
+            return _pack(apply_stage(self.stage, _rows(batch), self.state))
+
+    _ActorStage.__name__ = _ActorStage.__qualname__ = stage.name
+    return _ActorStage
 
 
 def _make_sink(out: Path, prefix: str, done_units: set[str], run: RunConfig):
@@ -188,11 +298,17 @@ def _make_sink(out: Path, prefix: str, done_units: set[str], run: RunConfig):
 
         def write(self, blocks, ctx):
             task_prefix = f"{prefix}t{ctx.task_idx:05d}"
-            mine = {r["id"] for r in _part_records(out, task_prefix)}
+            # a retried task: its unfinished shard goes, its finished records stay done
+            for p in out.glob(f"{task_prefix}-*.tar*"):
+                if p.name.endswith(".tmp") or not is_complete(p):
+                    p.unlink(missing_ok=True)
+            mine = {r["id"] for r in _part_records(out, task_prefix)
+                    if r.get("status") != "written" or is_complete(out / str(r.get("shard")))}
             sink = RunSink(out, task_prefix, done_units | mine, run.max_samples_per_shard, run.max_shard_bytes)
             try:
                 for block in blocks:
-                    sink.consume([row["rec"].rec for row in BlockAccessor.for_block(block).iter_rows(public_row_format=False)])
+                    rows = BlockAccessor.for_block(block).iter_rows(public_row_format=False)
+                    sink.consume([row["rec"].rec for row in rows])
             finally:
                 counts = sink.close()
             return counts
@@ -200,6 +316,11 @@ def _make_sink(out: Path, prefix: str, done_units: set[str], run: RunConfig):
         @property
         def supports_distributed_writes(self) -> bool:
             return True
+
+        @property
+        def min_rows_per_write(self) -> int:
+            # without it every small block becomes a write task and a shard of its own
+            return run.max_samples_per_shard
 
     return BraidDatasink()
 
@@ -211,25 +332,59 @@ def _part_records(out: Path, part: str) -> list[dict]:
     recs = []
     for line in open(path, encoding="utf-8"):
         try:
-            recs.append(json.loads(line))
+            rec = json.loads(line)
         except json.JSONDecodeError:
-            pass
+            continue
+        if isinstance(rec, dict) and "id" in rec:
+            recs.append(rec)
     return recs
 
 
-def _run_ray(stages, pending, run, out, prefix, done_units) -> None:
-    ray = _ray_init(run)
-    total_cpus = float(ray.cluster_resources().get("CPU", 1))
+def _run_ray(ray, plan, stages, pending, run, out, prefix, done_units) -> None:
+    plan, writer_cpus = plan
+    ctx = ray.data.DataContext.get_current()
+    _quiet_ray_data(ctx)
     ds = ray.data.from_items([{"rec": _Box(r)} for r in pending], override_num_blocks=max(1, min(len(pending), 64)))
-    for st in stages:
+    for st, cpus in zip(stages, plan):
         if st.setup:
-            # actors hold their CPUs for the whole job: cap them so tasks always keep a share
-            # (on 2 cores, two 1-CPU actors would starve the read tasks and deadlock)
-            cpus = min(st.num_cpus, total_cpus / (2 * max(1, st.concurrency)))
-            ds = ds.map_batches(_ActorStage, fn_constructor_args=(st,), batch_size=st.batch_size,
-                                concurrency=st.concurrency, num_cpus=cpus, num_gpus=st.num_gpus or None,
+            lo, hi = _pool(st)
+            # a dead actor (node lost, process killed) is restarted and its batch retried, without limit:
+            # a caption batch is pure work, and a stage error is already a failed record, never a raise.
+            # Said explicitly (it is also Ray Data's default) because differing remote args also keep Ray
+            # Data from fusing the CPU task stage before into this pool, so CPU stages scale on their own
+            ds = ds.map_batches(_actor_class(st), batch_size=st.batch_size,
+                                compute=ray.data.ActorPoolStrategy(min_size=lo, max_size=hi),
+                                num_cpus=cpus, num_gpus=st.num_gpus or None, max_restarts=-1, max_task_retries=-1,
                                 batch_format="numpy", zero_copy_batch=False)
         else:
-            ds = ds.map_batches(_TaskStage(st), batch_size=st.batch_size, num_cpus=min(st.num_cpus, total_cpus),
-                                batch_format="numpy", zero_copy_batch=False)
-    ds.write_datasink(_make_sink(out, prefix, done_units, run))
+            ds = ds.map_batches(_TaskStage(st, run.task_time_limit_s, run.task_memory_limit_mb),
+                                batch_size=st.batch_size, num_cpus=cpus, batch_format="numpy", zero_copy_batch=False)
+    ds.write_datasink(_make_sink(out, prefix, done_units, run), ray_remote_args={"num_cpus": writer_cpus})
+    _write_ray_stats(ds, out, prefix)
+
+
+def _write_ray_stats(ds, out: Path, prefix: str) -> None:
+    """Per-stage times from Ray Data (what ``ds.stats()`` prints) into ``ray_stats.json``, for tuning."""
+    written = getattr(ds, "_write_ds", None) or ds  # write_datasink keeps the executed dataset here
+    try:
+        summary = written.get_stats_summary()
+    except Exception as e:  # noqa: BLE001 - stats are a diagnostic; the run's results are already final
+        log.warning("no Ray Data stats: %s", e)
+        return
+    stages, todo = {}, [summary]
+    while todo:
+        s = todo.pop()
+        todo.extend(s.parents)
+        for op in s.operators_stats:
+            stages[op.operator_name] = {
+                "wall_s": round(op.time_total_s, 3),
+                "task_wall_s": round(op.wall_time.sum, 3) if op.wall_time else None,
+                "task_cpu_s": round(op.cpu_time.sum, 3) if op.cpu_time else None,
+                "rows": op.output_num_rows.sum if op.output_num_rows else None,
+                "nodes": op.node_count.count if op.node_count else None,
+            }
+    report = {"attempt_prefix": prefix, "stages": stages, "text": written.stats()}
+    tmp = out / "ray_stats.json.tmp"
+    tmp.write_text(json.dumps(report, indent=1))
+    os.replace(tmp, out / "ray_stats.json")
+    log.info("ray data stats:\n%s", report["text"])

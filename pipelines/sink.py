@@ -1,15 +1,17 @@
 """The run sink: written samples go into shards, every decision into the manifest.
 
-Manifest records of written samples are appended only after their shard's stats file exists, so
-a record never points at an incomplete shard. Filtered, failed and split records are appended at
-once. Records whose id is already final in this output directory are skipped (resume, retries).
+Written records of a shard are appended once the tar has its final name and before its stats file
+is written; ``schemas.load_manifest`` ignores written records whose shard has no stats file, so a
+kill at any point leaves either a complete shard with its records or an incomplete one that resume
+removes and redoes. Filtered, failed and split records are appended at once. Records whose id is
+already final in this output directory are skipped (resume, retries).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from schemas import ManifestWriter, ShardWriter
+from schemas import ManifestWriter, SampleError, ShardWriter
 
 MANIFEST_FIELDS = ("id", "input", "status", "stage", "reason", "scores", "error_kind", "message",
                    "children", "shard", "key", "detail")
@@ -19,14 +21,22 @@ def manifest_record(rec: dict) -> dict:
     return {k: rec[k] for k in MANIFEST_FIELDS if k in rec}
 
 
+def _sink_failure(rec: dict, error_kind: str, message: str) -> dict:
+    return {"id": rec["id"], "input": rec["input"], "status": "failed", "stage": "sink",
+            "error_kind": error_kind, "message": message}
+
+
 class RunSink:
+    """Consumes finished records of one writer (one shard prefix, one manifest part)."""
+
     def __init__(self, out_dir: str | Path, prefix: str, skip_ids: set[str] = frozenset(),
                  max_count: int = 1000, max_bytes: int = 1 << 30):
         self.out_dir = Path(out_dir)
         self.skip = set(skip_ids)
         self.manifest = ManifestWriter(self.out_dir / "manifest" / f"{prefix}.jsonl")
-        self.writer = ShardWriter(self.out_dir, prefix, max_count, max_bytes, on_complete=self._shard_done)
+        self.writer = ShardWriter(self.out_dir, prefix, max_count, max_bytes, before_stats=self._shard_done)
         self.pending: dict[str, list[dict]] = {}
+        self.keys: dict[str, str] = {}  # sample key -> record id, to catch two inputs claiming one key
         self.counts = {"written": 0, "filtered": 0, "failed": 0, "split": 0, "skipped": 0}
 
     def consume(self, records: list[dict]) -> None:
@@ -36,19 +46,28 @@ class RunSink:
                 self.counts["skipped"] += 1
                 continue
             self.skip.add(rec["id"])
-            if rec["status"] == "ok":
-                sample = rec.get("sample")
-                if sample is None:
-                    now.append({"id": rec["id"], "input": rec["input"], "status": "failed", "stage": "sink",
-                                "error_kind": "no_sample", "message": "the pipeline ended without a sample"})
-                    self.counts["failed"] += 1
-                    continue
-                shard = self.writer.write(sample)
-                self.pending.setdefault(shard, []).append(
-                    {"id": rec["id"], "input": rec["input"], "status": "written", "shard": shard, "key": sample.key})
-            else:
+            if rec["status"] != "ok":
                 now.append(manifest_record(rec))
                 self.counts[rec["status"]] += 1
+                continue
+            sample = rec.get("sample")
+            if sample is None:
+                now.append(_sink_failure(rec, "no_sample", "the pipeline ended without a sample"))
+            elif sample.key in self.keys:
+                now.append(_sink_failure(rec, "duplicate_key",
+                                         f"sample key {sample.key!r} was already written for {self.keys[sample.key]!r}"))
+            else:
+                try:
+                    shard = self.writer.write(sample)
+                except SampleError as e:
+                    now.append(_sink_failure(rec, "invalid_sample", str(e)))
+                else:
+                    self.keys[sample.key] = rec["id"]
+                    self.pending.setdefault(shard, []).append(
+                        {"id": rec["id"], "input": rec["input"], "status": "written", "shard": shard,
+                         "key": sample.key})
+                    continue
+            self.counts["failed"] += 1
         self.manifest.append(now)
 
     def _shard_done(self, shard: Path, keys: list[str]) -> None:
@@ -57,6 +76,8 @@ class RunSink:
         self.manifest.append(recs)
 
     def close(self) -> dict:
-        self.writer.close()
-        self.manifest.close()
+        try:
+            self.writer.close()
+        finally:
+            self.manifest.close()
         return dict(self.counts)

@@ -31,7 +31,7 @@ class Stage:
     num_cpus: float = 1.0
     num_gpus: float = 0.0
     batch_size: int = 8
-    concurrency: int = 1  # actor pool size for stages with a setup step
+    concurrency: int | tuple[int, int] = 1  # actor pool size, or a (min, max) range, for stages with a setup step
 
 
 def new_record(unit_id: str, **payload) -> dict:

@@ -21,10 +21,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections import Counter
 from pathlib import Path
 
+from .writer import is_complete
+
 TERMINAL = ("written", "filtered", "failed")
+STATUSES = (*TERMINAL, "split")
 _RANK = {"written": 0, "filtered": 1, "failed": 2}
 
 
@@ -47,18 +51,38 @@ class ManifestWriter:
         self._f.close()
 
 
+def _natural(path: Path) -> list:
+    # attempt and task numbers sort as numbers: shard-r100 comes after shard-r99
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", path.name)]
+
+
 def load_manifest(out_dir: str | Path) -> dict[str, dict]:
-    """All records by id; a torn last line (killed writer) is ignored; later records win."""
+    """All final records by id, from the manifest parts in attempt order; later records win.
+
+    Skipped: a torn last line (killed writer), anything that is not a record, and ``written``
+    records whose shard has no stats file (the run died before the shard was complete).
+    """
+    out = Path(out_dir)
     records: dict[str, dict] = {}
-    for path in sorted(Path(out_dir, "manifest").glob("*.jsonl")):
+    complete: dict[str, bool] = {}
+    for path in sorted(out.joinpath("manifest").glob("*.jsonl"), key=_natural):
         with open(path, encoding="utf-8") as f:
             for line in f:
                 try:
                     rec = json.loads(line)
                 except json.JSONDecodeError:
                     continue
-                if isinstance(rec, dict) and "id" in rec:
-                    records[rec["id"]] = rec
+                if not (isinstance(rec, dict) and isinstance(rec.get("id"), str) and rec.get("status") in STATUSES):
+                    continue
+                if rec["status"] == "written":
+                    shard = rec.get("shard")
+                    if not isinstance(shard, str) or "/" in shard:
+                        continue
+                    if shard not in complete:
+                        complete[shard] = is_complete(out / shard)
+                    if not complete[shard]:
+                        continue
+                records[rec["id"]] = rec
     return records
 
 

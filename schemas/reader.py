@@ -1,7 +1,13 @@
-"""Reading shards without unpickling anything: plain tarfile, our own decode, member names checked."""
+"""Reading shards without unpickling anything: plain tarfile, our own decode, member names checked.
+
+webdataset's default decoders unpickle ``.pyd``/``.pickle`` members; this reader never does. It
+accepts only regular-file members with flat, printable names, bounds member sizes, and notices a
+truncated tar (tarfile alone silently stops at a cut that falls on a block boundary).
+"""
 
 from __future__ import annotations
 
+import io
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -9,28 +15,56 @@ from pathlib import Path
 from .sample import Sample, SampleError
 from .wds import decode_sample, split_member
 
+MAX_MEMBER_BYTES = 1 << 30
+
 
 class ShardError(ValueError):
     """A shard cannot be read: the message names the shard and what is wrong."""
 
 
-def _check_name(shard: str, name: str) -> None:
-    if name.startswith("/") or ".." in name.split("/") or "\\" in name:
+def check_member_name(shard: str, name: str) -> None:
+    """Raise ShardError unless ``name`` is a flat, printable member name (no path tricks)."""
+    if not name or name.startswith("/") or "\\" in name or ".." in name.split("/"):
         raise ShardError(f"{shard}: unsafe member name {name!r}")
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        raise ShardError(f"{shard}: unsafe member name {name!r} (control characters)")
+    if "/" in name:
+        raise ShardError(f"{shard}: member {name!r} has a directory part; Braid shards are flat")
 
 
-def iter_members(path: str | Path) -> Iterator[tuple[str, dict[str, bytes]]]:
+def _check_end(shard: str, path: Path, offset: int) -> None:
+    """tarfile stops quietly at a cut on a block boundary or at a corrupt header: demand the end marker."""
+    with open(path, "rb") as f:
+        f.seek(offset)
+        tail = f.read(512)
+    if len(tail) < 512:
+        raise ShardError(f"{shard}: truncated tar (file ends at byte {offset + len(tail)} without an end-of-archive marker)")
+    if tail.strip(b"\0"):
+        raise ShardError(f"{shard}: corrupt tar header at byte {offset}")
+
+
+def _is_plain_tar(path: Path) -> bool:
+    with open(path, "rb") as f:
+        head = f.read(6)
+    return not (head.startswith(b"\x1f\x8b") or head.startswith(b"BZh") or head.startswith(b"\xfd7zXZ"))
+
+
+def iter_members(path: str | Path, max_member_bytes: int = MAX_MEMBER_BYTES) -> Iterator[tuple[str, dict[str, bytes]]]:
     """(key, {suffix: bytes}) per sample, in tar order. Raises ShardError on layout problems."""
     shard = str(path)
+    path = Path(path)
     seen: set[str] = set()
     key: str | None = None
     group: dict[str, bytes] = {}
     try:
+        plain = _is_plain_tar(path)
         with tarfile.open(path, "r:*") as tar:
             for info in tar:
-                _check_name(shard, info.name)
+                check_member_name(shard, info.name)
                 if not info.isfile():
-                    continue  # directories, links: never followed
+                    raise ShardError(f"{shard}: member {info.name!r} is not a regular file; Braid shards hold only files")
+                if info.size > max_member_bytes:
+                    raise ShardError(f"{shard}: member {info.name!r} has {info.size} bytes (limit {max_member_bytes})")
                 try:
                     k, suffix = split_member(info.name)
                 except SampleError as e:
@@ -42,9 +76,16 @@ def iter_members(path: str | Path) -> Iterator[tuple[str, dict[str, bytes]]]:
                         raise ShardError(f"{shard}: members of sample {k!r} are not contiguous (or the key repeats)")
                     seen.add(k)
                     key, group = k, {}
+                if suffix in group:
+                    raise ShardError(f"{shard}: member {info.name!r} appears twice")
                 f = tar.extractfile(info)
                 group[suffix] = f.read() if f else b""
-    except (tarfile.TarError, EOFError, OSError) as e:
+            end = tar.offset
+        if plain:
+            _check_end(shard, path, end)
+    except (tarfile.TarError, EOFError, OSError, io.UnsupportedOperation) as e:
+        if "unexpected end of data" in str(e) or isinstance(e, EOFError):
+            raise ShardError(f"{shard}: truncated tar (the file ends inside a member)") from None
         raise ShardError(f"{shard}: not a readable tar file ({type(e).__name__}: {e})") from None
     if key is not None:
         yield key, group

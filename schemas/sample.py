@@ -218,15 +218,15 @@ def validate_json(doc: Any) -> list[str]:
             if not isinstance(s.get("loss"), bool):
                 bad(f + ".loss", "must be true or false")
         elif s.get("type") == "image":
-            if s.get("index") != n_img:
+            if type(s.get("index")) is not int or s.get("index") != n_img:
                 bad(f + ".index", f"is {s.get('index')!r}, expected {n_img} (images number from 0 in order)")
             n_img += 1
             if s.get("ext") not in IMAGE_EXTS:
                 bad(f + ".ext", f"is {s.get('ext')!r}, expected one of {', '.join(IMAGE_EXTS)}")
             for dim in ("width", "height"):
-                if not isinstance(s.get(dim), int) or s.get(dim) <= 0:
+                if type(s.get(dim)) is not int or s.get(dim) <= 0:
                     bad(f"{f}.{dim}", "must be a positive integer")
-            if not isinstance(s.get("sha256"), str) or len(s.get("sha256", "")) != 64:
+            if not isinstance(s.get("sha256"), str) or not re.fullmatch(r"[0-9a-f]{64}", s["sha256"]):
                 bad(f + ".sha256", "must be a 64-character hex digest")
             for flag in ("understanding", "generation"):
                 if not isinstance(s.get(flag), bool):

@@ -37,21 +37,59 @@ def split_member(name: str) -> tuple[str, str]:
     return key, suffix
 
 
-def decode_sample(key: str, members: dict[str, bytes]) -> Sample:
-    """Rebuild a Sample from its members, keyed by suffix (``json``, ``000.jpg``, ...)."""
+def _image_suffix(seg: dict) -> str | None:
+    idx, ext = seg.get("index"), seg.get("ext")
+    if type(idx) is not int or not isinstance(ext, str):
+        return None
+    return f"{idx:03d}.{ext}"
+
+
+def parse_json_member(key: str, members: dict[str, bytes]) -> dict:
+    """The sample's JSON member as an object; SampleError naming the key when missing or malformed."""
     if "json" not in members:
-        raise SampleError(f"sample {key!r}: field 'json': the JSON member is missing")
+        dotted = sorted(sfx for sfx in members if sfx.endswith(".json"))
+        if dotted:
+            full = f"{key}.{dotted[0][: -len('.json')]}"
+            raise SampleError(f"sample key {full!r} contains a dot (member {key}.{dotted[0]}): WebDataset readers split "
+                              f"names at the first dot, so keys must be letters, digits, '_' or '-'")
+        raise SampleError(f"sample {key!r}: field 'json': the JSON member {key}.json is missing")
     try:
         doc = json.loads(members["json"].decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise SampleError(f"sample {key!r}: field 'json': not valid JSON ({e})") from None
-    if isinstance(doc, dict) and doc.get("key") != key:
-        raise SampleError(f"sample {key!r}: field 'key': JSON says {doc.get('key')!r}, members say {key!r}")
-    images: list[bytes] = []
-    for seg in doc.get("segments", []) if isinstance(doc, dict) else []:
+    if not isinstance(doc, dict):
+        raise SampleError(f"sample {key!r}: field 'json': holds a {type(doc).__name__}, not an object")
+    if doc.get("key") != key:
+        raise SampleError(f"sample {key!r}: field 'key': JSON says {doc.get('key')!r}, member names say {key!r}")
+    return doc
+
+
+def member_problems(key: str, members: dict[str, bytes], doc: dict) -> list[str]:
+    """Layout problems: image members the JSON names but the tar lacks, and members nobody names."""
+    problems, named = [], {"json"}
+    for seg in doc.get("segments", []) if isinstance(doc.get("segments"), list) else []:
         if isinstance(seg, dict) and seg.get("type") == "image":
-            suffix = f"{seg.get('index', 0):03d}.{seg.get('ext')}" if isinstance(seg.get("index"), int) else "?"
+            suffix = _image_suffix(seg)
+            if suffix is None:
+                continue  # the schema check reports the bad index or ext
+            named.add(suffix)
             if suffix not in members:
-                raise SampleError(f"sample {key!r}: field 'segments image {seg.get('index')}': member {key}.{suffix} is missing")
+                problems.append(f"sample {key!r}: field 'segments image {seg['index']}': member {key}.{suffix} is missing")
+    for suffix in sorted(set(members) - named):
+        problems.append(f"sample {key!r}: member {key}.{suffix} is not named by any segment")
+    return problems
+
+
+def decode_sample(key: str, members: dict[str, bytes]) -> Sample:
+    """Rebuild a Sample from its members, keyed by suffix (``json``, ``000.jpg``, ...)."""
+    doc = parse_json_member(key, members)
+    images: list[bytes] = []
+    for seg in doc.get("segments", []) if isinstance(doc.get("segments"), list) else []:
+        if isinstance(seg, dict) and seg.get("type") == "image":
+            suffix = _image_suffix(seg)
+            if suffix is None:
+                break  # sample_from_json names the bad field
+            if suffix not in members:
+                raise SampleError(f"sample {key!r}: field 'segments image {seg['index']}': member {key}.{suffix} is missing")
             images.append(members[suffix])
     return sample_from_json(doc, images)

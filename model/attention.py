@@ -1,0 +1,93 @@
+"""The generalised causal mask over a packed sequence, as a dense boolean mask or a FlexAttention block mask.
+
+Each token carries its sample (``doc``), its split (``split``: a run of one modality, numbered across
+the pack) and the split's mode: causal (text), full (ViT image, clean latent) or noise (noised latent).
+Query q may see key k when both are in the same sample and
+
+    (k <= q  or  k is in q's split and that split is full/noise)  and not (k is noise and k's split != q's)
+
+so text is causal, an image sees itself whole, nothing after a noised image sees its noised tokens,
+and packed samples never see each other (BAGEL's ``create_sparse_mask``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+CAUSAL, FULL, NOISE = 0, 1, 2  # split modes
+BLOCK_SIZE = 128  # FlexAttention tile; packs are padded to a multiple of it
+
+
+@dataclass
+class MaskSpec:
+    """Per-token mask inputs, each (T,) on the target device."""
+
+    doc: torch.Tensor  # sample index in the pack; padding has its own
+    split: torch.Tensor  # split index, unique across the pack
+    mode: torch.Tensor  # CAUSAL / FULL / NOISE of the token's split
+
+    def to(self, device) -> "MaskSpec":
+        return MaskSpec(self.doc.to(device), self.split.to(device), self.mode.to(device))
+
+
+def _allowed(spec: MaskSpec, q, k):
+    """Mask rule on index tensors q, k (broadcastable); shared by the dense and the block path."""
+    same_doc = spec.doc[q] == spec.doc[k]
+    same_split = spec.split[q] == spec.split[k]
+    mode_k = spec.mode[k]
+    inside = same_split & (mode_k != CAUSAL)
+    hidden_noise = (mode_k == NOISE) & ~same_split
+    return same_doc & ((k <= q) | inside) & ~hidden_noise
+
+
+def dense_mask(spec: MaskSpec) -> torch.Tensor:
+    """(T, T) bool, True where a query (row) may attend a key (column)."""
+    n = spec.doc.shape[0]
+    idx = torch.arange(n, device=spec.doc.device)
+    return _allowed(spec, idx[:, None], idx[None, :])
+
+
+def block_mask(spec: MaskSpec):
+    """A FlexAttention BlockMask for the same rule (``BLOCK_SIZE`` tiles; heads broadcast)."""
+    from torch.nn.attention.flex_attention import create_block_mask
+
+    def mask_mod(b, h, q, k):
+        return _allowed(spec, q, k)
+
+    n = spec.doc.shape[0]
+    on_gpu = spec.doc.device.type == "cuda"
+    return create_block_mask(mask_mod, None, None, n, n, device=spec.doc.device, BLOCK_SIZE=BLOCK_SIZE, _compile=on_gpu)
+
+
+_compiled_flex = None
+
+
+def _flex(q, k, v, mask):
+    from torch.nn.attention.flex_attention import flex_attention
+
+    global _compiled_flex
+    if q.device.type != "cuda":
+        return flex_attention(q, k, v, block_mask=mask, enable_gqa=True)  # eager reference on CPU
+    if _compiled_flex is None:
+        _compiled_flex = torch.compile(flex_attention, dynamic=False)
+    return _compiled_flex(q, k, v, block_mask=mask, enable_gqa=True)
+
+
+def attend(q, k, v, mask):
+    """q (1, H, Tq, Dh), k/v (1, Hkv, Tk, Dh) -> (1, H, Tq, Dh) under a dense bool (Tq, Tk) or block mask."""
+    if mask is not None and not isinstance(mask, torch.Tensor):
+        return _flex(q, k, v, mask)
+    rep = q.shape[1] // k.shape[1]
+    if rep > 1:  # expand heads so SDPA keeps its memory-efficient kernel, which takes an arbitrary mask
+        k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+
+
+def build_mask(spec: MaskSpec, kind: str):
+    """``kind``: "dense", "flex" or "auto" (flex on CUDA, dense elsewhere)."""
+    if kind == "auto":
+        kind = "flex" if spec.doc.device.type == "cuda" else "dense"
+    return block_mask(spec) if kind == "flex" else dense_mask(spec)

@@ -1,0 +1,247 @@
+"""The training loop behind ``braid train``: optimizer, schedule, accumulation, EMA, evaluation,
+checkpoints, metrics and the loss curve; data-parallel over ``torchrun`` ranks."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from pathlib import Path
+
+import torch
+
+from . import checkpoint as ck
+from .attention import MaskSpec, attend, build_mask
+from .autoencoder import build_autoencoder
+from .data import pack
+from .mot import MoT
+from .objective import compute_losses
+
+log = logging.getLogger(__name__)
+
+
+def setup_distributed(device: str | None):
+    """(rank, world size, device) from torchrun's environment; gloo on CPU, NCCL on GPU."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda":
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        device = f"cuda:{local}"
+    if world > 1:
+        import torch.distributed as dist
+
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+    return rank, world, torch.device(device)
+
+
+def lr_at(step: int, tcfg) -> float:
+    if step < tcfg.warmup:
+        return tcfg.lr * (step + 1) / tcfg.warmup
+    if tcfg.schedule == "constant":
+        return tcfg.lr
+    frac = min(1.0, (step - tcfg.warmup) / max(1, tcfg.steps - tcfg.warmup))
+    floor = tcfg.lr * tcfg.min_lr_ratio
+    return floor + (tcfg.lr - floor) * 0.5 * (1 + math.cos(math.pi * frac))
+
+
+class Trainer:
+    def __init__(self, out: Path, cfgs: dict, tok, stream, eval_stream, rank: int, world: int, device):
+        self.out, self.cfgs, self.tok = out, cfgs, tok
+        self.mcfg, self.tcfg = cfgs["model"], cfgs["train"]
+        self.stream, self.eval_stream = stream, eval_stream
+        self.rank, self.world, self.device = rank, world, device
+        self.model = MoT(self.mcfg).to(device)
+        self.ae = build_autoencoder(cfgs["autoencoder"])
+        if self.tcfg.compile:
+            for layer in self.model.language_model.model.layers:
+                layer.compile(dynamic=True)
+        t = self.tcfg
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=t.lr, betas=(t.beta1, t.beta2), eps=t.eps,
+                                     weight_decay=t.weight_decay)
+        self.ema = {k: v.detach().clone().float() for k, v in self.model.state_dict().items()} if t.ema else None
+        self.step, self.position = 0, (0, 0)
+        self.mask_kind = t.attention
+
+    # -- one batch ---------------------------------------------------------------------------------
+
+    def losses(self, batch, generator):
+        batch = batch.to(self.device)
+        mask = build_mask(MaskSpec(batch.doc, batch.split, batch.mode), self.mask_kind)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
+            return compute_losses(self.model, self.ae, batch, mask, attend, generator)
+
+    def _generator(self, *parts: int) -> torch.Generator:
+        seed = 0
+        for p in (self.tcfg.seed, *parts):
+            seed = (seed * 1_000_003 + p) % (2**63)
+        return torch.Generator(device=self.device).manual_seed(seed)
+
+    # -- checkpoints -------------------------------------------------------------------------------
+
+    def save(self) -> None:
+        if self.rank != 0:
+            return
+        ckdir = self.out / "checkpoint"
+        ckdir.mkdir(exist_ok=True)
+        ck.save_tensors(self.out / "model.safetensors", self.model.state_dict(), {"step": str(self.step)})
+        if self.ema is not None:
+            ck.save_tensors(self.out / "ema.safetensors", self.ema, {"step": str(self.step)})
+        flat, groups = ck.optimizer_tensors(self.opt)
+        ck.save_tensors(ckdir / "optimizer.safetensors", flat)
+        ck.write_json(ckdir / "trainer_state.json", {"step": self.step, "position": list(self.position),
+                                                       "param_groups": groups, "world": self.world})
+        self._write_skips()
+
+    def load(self) -> None:
+        ckdir = self.out / "checkpoint"
+        state = json.loads((ckdir / "trainer_state.json").read_text())
+        self.model.load_state_dict(ck.load_tensors(self.out / "model.safetensors", self.device))
+        ck.restore_optimizer(self.opt, ck.load_tensors(ckdir / "optimizer.safetensors"), state["param_groups"])
+        if self.ema is not None and (self.out / "ema.safetensors").is_file():
+            self.ema = ck.load_tensors(self.out / "ema.safetensors", self.device)
+        self.step, self.position = state["step"], tuple(state["position"])
+        metrics = self.out / "metrics.jsonl"
+        if self.rank == 0 and metrics.is_file():  # drop lines logged after the checkpoint
+            keep = [ln for ln in metrics.read_text().splitlines() if ln and json.loads(ln)["step"] <= self.step]
+            metrics.write_text("".join(ln + "\n" for ln in keep))
+
+    def _write_skips(self) -> None:
+        skips = self.stream.skips + (self.eval_stream.skips if self.eval_stream else [])
+        (self.out / "skips.jsonl").write_text("".join(json.dumps(s) + "\n" for s in skips))
+
+    # -- the loop ----------------------------------------------------------------------------------
+
+    def _allreduce_grads(self) -> None:
+        import torch.distributed as dist
+
+        params = list(self.model.parameters())
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        dist.all_reduce(flat)
+        flat /= self.world
+        off = 0
+        for p in params:
+            n = p.numel()
+            p.grad = flat[off:off + n].view_as(p).clone()
+            off += n
+
+    def eval_loss(self) -> dict | None:
+        if self.eval_stream is None:
+            return None
+        if not hasattr(self, "_eval_batches"):
+            packs = []
+            for plans, pos in self.eval_stream.packs():
+                packs.append(pack(plans, self.tok, self.mcfg))
+                if len(packs) >= self.tcfg.eval_batches or pos[0] > 0:
+                    break
+            self._eval_batches = packs
+        self.model.eval()
+        tot = {"loss": 0.0, "ce": 0.0, "mse": 0.0}
+        with torch.no_grad():
+            for i, b in enumerate(self._eval_batches):
+                out = self.losses(b, self._generator(7919, i))  # fixed noise: evals comparable over steps
+                for k in tot:
+                    tot[k] += float(out[k]) / len(self._eval_batches)
+        self.model.train()
+        return {f"eval_{k}": v for k, v in tot.items()}
+
+    def train(self, resume: bool = False) -> None:
+        t = self.tcfg
+        if resume:
+            self.load()
+        packs = self.stream.packs(*self.position)
+        metrics = open(self.out / "metrics.jsonl", "a") if self.rank == 0 else None
+        bar = None
+        if self.rank == 0:
+            from tqdm import tqdm
+
+            bar = tqdm(total=t.steps, initial=self.step, desc="train", unit="step", dynamic_ncols=True)
+        t0, tokens = time.time(), 0
+        while self.step < t.steps:
+            lr = lr_at(self.step, t)
+            for g in self.opt.param_groups:
+                g["lr"] = lr
+            sums = {"loss": 0.0, "ce": 0.0, "mse": 0.0}
+            for micro in range(t.accum):
+                mine = None
+                for r in range(self.world):  # every rank walks the same stream and keeps its own pack
+                    plans, self.position = next(packs)
+                    if r == self.rank:
+                        mine = plans
+                batch = pack(mine, self.tok, self.mcfg)
+                tokens += batch.n_real * self.world
+                out = self.losses(batch, self._generator(self.step, micro, self.rank))
+                (out["loss"] / t.accum).backward()
+                for k in sums:
+                    sums[k] += float(out[k]) / t.accum
+            if self.world > 1:
+                self._allreduce_grads()
+            gnorm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.clip))
+            self.opt.step()
+            self.opt.zero_grad(set_to_none=True)
+            if self.ema is not None:
+                with torch.no_grad():
+                    for k, v in self.model.state_dict().items():
+                        self.ema[k].mul_(t.ema).add_(v.float(), alpha=1 - t.ema)
+            self.step += 1
+            row = {"step": self.step, **sums, "lr": lr, "grad_norm": gnorm, "epoch": self.position[0],
+                   "tokens_per_s": tokens / max(1e-9, time.time() - t0)}
+            if self.step % t.eval_every == 0 or self.step == t.steps:
+                ev = self.eval_loss()
+                if ev:
+                    row.update(ev)
+            if self.rank == 0:
+                if self.step % t.log_every == 0 or "eval_loss" in row or self.step == t.steps:
+                    metrics.write(json.dumps(row) + "\n")
+                    metrics.flush()
+                bar.update(1)
+                bar.set_postfix(loss=f"{sums['loss']:.4f}", ce=f"{sums['ce']:.3f}", mse=f"{sums['mse']:.4f}")
+            if self.step % t.ckpt_every == 0 or self.step == t.steps:
+                self.save()
+        if self.world > 1:
+            self._check_in_sync()
+        if self.rank == 0:
+            bar.close()
+            metrics.close()
+            self.save()
+            plot_losses(self.out / "metrics.jsonl", self.out / "loss.png")
+
+    def _check_in_sync(self) -> None:
+        import torch.distributed as dist
+
+        s = torch.stack([p.detach().double().sum() for p in self.model.parameters()]).sum().reshape(1)
+        seen = [torch.zeros_like(s) for _ in range(self.world)]
+        dist.all_gather(seen, s)
+        if any(float(x) != float(s) for x in seen):
+            raise RuntimeError("ranks ended with different weights")
+
+
+def plot_losses(metrics: Path, png: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [json.loads(ln) for ln in metrics.read_text().splitlines() if ln.strip()]
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    for key, style in (("loss", "-"), ("ce", ":"), ("mse", "--")):
+        pts = [(r["step"], r[key]) for r in rows if key in r]
+        if pts:
+            ax.plot(*zip(*pts), style, label=f"train {key}")
+    ev = [(r["step"], r["eval_loss"]) for r in rows if "eval_loss" in r]
+    if ev:
+        ax.plot(*zip(*ev), "o-", label="eval loss")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_yscale("log")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(png)
+    plt.close(fig)

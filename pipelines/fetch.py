@@ -1,0 +1,495 @@
+"""Safe fetching of images and pages for every pipeline: http(s), ``data:`` URIs and local files.
+
+Every fetch ends in a ``FetchResult`` whose ``outcome`` is ``ok`` or one error kind:
+
+| outcome             | meaning                                                                  |
+|---------------------|--------------------------------------------------------------------------|
+| ok                  | bytes arrived and (for images) decoded; ``data`` holds jpg/png/webp bytes |
+| bad_url             | not http(s), data: or an allowed local path; malformed                    |
+| refused_address     | the host resolves to a private/loopback/link-local/metadata address       |
+| dns_error           | the host does not resolve                                                |
+| connection_error    | connect/read failed after the retries                                    |
+| timeout             | no complete answer within ``timeout_s`` after the retries                |
+| http_<code>         | the server answered with an error status (``http_404``, ``http_500``)     |
+| too_many_redirects  | more than ``max_redirects`` hops (loops end here)                        |
+| too_large           | the body is over ``max_bytes``                                           |
+| robots              | ``X-Robots-Tag`` forbids use for AI (``noai``, ``noimageai`` by default)  |
+| not_an_image        | the bytes do not decode as an image, whatever the content type says      |
+| pixel_cap           | width x height over ``max_pixels`` (decompression bombs)                  |
+| svg_rejected        | an SVG while ``svg`` is ``reject``                                       |
+| outside_local_root  | a local path outside the folder the page came from                        |
+| file_missing        | a local path that does not exist                                         |
+
+Address checks happen on the addresses the connection actually uses (a resolver that filters
+what DNS returns), for every redirect hop, so DNS tricks and redirects cannot reach a refused
+network. Metadata endpoints (169.254.169.254 and kin) stay refused even with ``allow_private_net``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import io
+import ipaddress
+import socket
+import threading
+import time
+import urllib.parse
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+METADATA_NETS = tuple(ipaddress.ip_network(n) for n in (
+    "169.254.169.254/32", "169.254.170.2/32", "100.100.100.200/32", "fd00:ec2::254/128", "192.0.0.192/32"))
+SHARED_NET = ipaddress.ip_network("100.64.0.0/10")  # carrier-grade NAT: not public, not "private" to ipaddress
+REDIRECTS = (301, 302, 303, 307, 308)
+RETRY_STATUS = (429, 500, 502, 503, 504)
+KEEP_FORMATS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}
+DECODE_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "MPO")
+
+
+@dataclass(frozen=True)
+class FetchConfig:
+    """How images and pages are fetched.
+
+    timeout_s: limit for one attempt (connect, headers and body); connect_timeout_s for the connect alone.
+    retries: extra attempts after timeouts, connection errors, 429 and 5xx (not after other 4xx).
+    backoff_s: first wait between attempts; doubles each time.
+    concurrency / per_host: open requests in all / to one host (connections are reused).
+    max_bytes: body size cap for images; max_page_bytes for HTML pages.
+    max_redirects: hops before ``too_many_redirects``.
+    max_pixels: width x height cap checked from the header before decoding (decompression bombs).
+    svg: ``rasterize`` (to PNG with cairosvg: no scripts, no external files) or ``reject``.
+    svg_max_side: longest side of a rasterised SVG.
+    honour_robots: skip images whose ``X-Robots-Tag`` carries one of ``robots_tags``.
+    allow_private_net: allow private, loopback and link-local addresses (metadata stays refused).
+    local_root: folder local pages may take images from (default: the folder given as input).
+    user_agent: sent with every request.
+    """
+
+    timeout_s: float = 10.0
+    connect_timeout_s: float = 5.0
+    retries: int = 2
+    backoff_s: float = 0.25
+    concurrency: int = 64
+    per_host: int = 16
+    max_bytes: int = 20 << 20
+    max_page_bytes: int = 10 << 20
+    max_redirects: int = 5
+    max_pixels: int = 60_000_000
+    svg: str = "rasterize"
+    svg_max_side: int = 1024
+    honour_robots: bool = True
+    robots_tags: tuple[str, ...] = ("noai", "noimageai")
+    allow_private_net: bool = False
+    local_root: str | None = None
+    user_agent: str = "braid/0.1 (interleaved image-text data builder)"
+
+    def __post_init__(self):
+        if self.svg not in ("rasterize", "reject"):
+            raise ValueError(f"svg must be 'rasterize' or 'reject', not {self.svg!r}")
+        if self.timeout_s <= 0 or self.concurrency < 1 or self.per_host < 1 or self.max_bytes < 1:
+            raise ValueError("timeout_s, concurrency, per_host and max_bytes must be positive")
+        if self.retries < 0 or self.max_redirects < 0:
+            raise ValueError("retries and max_redirects must not be negative")
+
+
+@dataclass
+class FetchResult:
+    url: str
+    outcome: str
+    detail: str = ""
+    data: bytes = b""
+    ext: str = ""
+    width: int = 0
+    height: int = 0
+    status: int | None = None
+    final_url: str = ""
+    content_type: str = ""
+    attempts: int = 0
+    redirects: int = 0
+    elapsed_s: float = 0.0
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome == "ok"
+
+    def record(self) -> dict:
+        """The JSON-safe outcome (no bytes) for manifests and sample metadata."""
+        d = {"url": self.url, "outcome": self.outcome}
+        for k in ("detail", "status", "ext", "width", "height", "attempts", "redirects"):
+            v = getattr(self, k)
+            if v:
+                d[k] = v
+        if self.final_url and self.final_url != self.url:
+            d["final_url"] = self.final_url
+        d["elapsed_s"] = round(self.elapsed_s, 4)
+        return d
+
+
+class Refused(Exception):
+    """A fetch stops with a recorded outcome (not an error of the program)."""
+
+    def __init__(self, outcome: str, detail: str = ""):
+        super().__init__(f"{outcome}: {detail}")
+        self.outcome, self.detail = outcome, detail
+
+
+# ---------------------------------------------------------------- addresses
+
+
+def address_refusal(ip: str, allow_private: bool) -> str | None:
+    """Why an address is refused, or None when it may be contacted."""
+    try:
+        addr = ipaddress.ip_address(ip.split("%", 1)[0])
+    except ValueError:
+        return f"{ip!r} is not an IP address"
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped
+    if any(addr in n for n in METADATA_NETS):
+        return f"{addr} is a cloud metadata address"
+    if allow_private:
+        return None
+    for test, what in ((addr.is_loopback, "loopback"), (addr.is_link_local, "link-local"),
+                       (addr.is_private, "private"), (addr.is_multicast, "multicast"),
+                       (addr.is_unspecified, "unspecified"), (addr.is_reserved, "reserved"),
+                       (addr.version == 4 and addr in SHARED_NET, "shared (CGNAT)")):
+        if test:
+            return f"{addr} is a {what} address"
+    return None
+
+
+def _resolver_class():
+    import aiohttp
+    from aiohttp.abc import AbstractResolver
+
+    class GuardedResolver(AbstractResolver):
+        """Resolves, then keeps only allowed addresses: the connection can only use checked ones."""
+
+        def __init__(self, allow_private: bool):
+            self.inner, self.allow_private = aiohttp.ThreadedResolver(), allow_private
+
+        async def resolve(self, host, port=0, family=socket.AF_INET):
+            infos = await self.inner.resolve(host, port, family)
+            ok = [i for i in infos if address_refusal(i["host"], self.allow_private) is None]
+            if not ok:
+                raise Refused("refused_address", f"{host} -> {address_refusal(infos[0]['host'], self.allow_private)}")
+            return ok
+
+        async def close(self):
+            await self.inner.close()
+
+    return GuardedResolver
+
+
+# ---------------------------------------------------------------- decoding
+
+
+def _is_svg(data: bytes) -> bool:
+    head = data[:2048].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    return head.startswith(b"<svg") or (head.startswith((b"<?xml", b"<!doctype svg", b"<!--")) and b"<svg" in head)
+
+
+def _svg_size(data: bytes, max_side: int) -> tuple[int, int]:
+    from lxml import etree
+
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
+    try:
+        root = etree.fromstring(data, parser)
+    except etree.XMLSyntaxError as e:
+        raise Refused("not_an_image", f"SVG does not parse: {e}") from None
+
+    def num(v):
+        try:
+            return float(str(v).strip().removesuffix("px"))
+        except (TypeError, ValueError):
+            return None
+
+    w, h = num(root.get("width")), num(root.get("height"))
+    if not (w and h):
+        vb = (root.get("viewBox") or "").replace(",", " ").split()
+        if len(vb) == 4 and num(vb[2]) and num(vb[3]):
+            w, h = num(vb[2]), num(vb[3])
+        else:
+            w, h = float(max_side), float(max_side)
+    scale = max_side / max(w, h)
+    return max(1, round(w * scale)), max(1, round(h * scale))
+
+
+def rasterize_svg(data: bytes, max_side: int) -> bytes:
+    """SVG to PNG with its longest side at ``max_side``; no scripts, no external files, no entities."""
+    try:
+        import cairosvg
+    except ImportError:  # pragma: no cover - checked at configuration time
+        raise Refused("svg_rejected", "cairosvg is not installed (pip install cairosvg)") from None
+    w, h = _svg_size(data, max_side)
+    try:
+        return cairosvg.svg2png(bytestring=data, output_width=w, output_height=h, unsafe=False)
+    except Exception as e:  # noqa: BLE001 - any renderer failure is a bad image, not a crash
+        raise Refused("not_an_image", f"SVG does not render: {type(e).__name__}: {e}") from None
+
+
+def decode_image(data: bytes, cfg: FetchConfig) -> tuple[bytes, str, int, int]:
+    """(bytes, ext, width, height) of an image we keep; raises Refused when the bytes are not one we can use.
+
+    JPEG, PNG and WebP keep their bytes; other raster formats (GIF, BMP, TIFF) become PNG, and so do SVGs.
+    """
+    from PIL import Image
+
+    if _is_svg(data):
+        if cfg.svg == "reject":
+            raise Refused("svg_rejected", "SVG images are rejected by configuration")
+        data = rasterize_svg(data, cfg.svg_max_side)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            im = Image.open(io.BytesIO(data), formats=DECODE_FORMATS)
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+            raise Refused("pixel_cap", str(e)) from None
+        except Exception as e:  # noqa: BLE001 - undecodable bytes are data, not a crash
+            raise Refused("not_an_image", f"{type(e).__name__}: {e}") from None
+        w, h = im.size
+        if w * h > cfg.max_pixels:
+            raise Refused("pixel_cap", f"{w}x{h} = {w * h} pixels > {cfg.max_pixels}")
+        try:
+            im.load()
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+            raise Refused("pixel_cap", str(e)) from None
+        except Exception as e:  # noqa: BLE001
+            raise Refused("not_an_image", f"{type(e).__name__}: {e}") from None
+    if im.format in KEEP_FORMATS and not getattr(im, "is_animated", False):
+        return data, KEEP_FORMATS[im.format], w, h
+    frame = im.convert("RGBA" if im.mode in ("RGBA", "LA", "P") else "RGB")
+    buf = io.BytesIO()
+    frame.save(buf, "PNG")
+    return buf.getvalue(), "png", w, h
+
+
+def image_size(data: bytes) -> tuple[int, int]:
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as im:
+        return im.size
+
+
+# ---------------------------------------------------------------- robots
+
+
+def robots_forbid(values: list[str], tags: tuple[str, ...], agent: str) -> str | None:
+    """The X-Robots-Tag directive that forbids use, or None. ``bot: noai`` counts only for us or ``*``."""
+    me = agent.split("/", 1)[0].lower()
+    for value in values:
+        scope, sep, rest = value.partition(":")
+        scope = scope.strip().lower()
+        if sep and "," not in scope and scope != "unavailable_after":
+            if scope not in (me, "*"):
+                continue
+            directives = rest
+        else:
+            directives = value
+        for d in directives.split(","):
+            if d.strip().lower() in tags:
+                return d.strip().lower()
+    return None
+
+
+# ---------------------------------------------------------------- the fetcher
+
+
+def _data_uri(url: str, cap: int) -> bytes:
+    head, sep, payload = url[5:].partition(",")
+    if not sep:
+        raise Refused("bad_url", "data: URI without a comma")
+    if len(payload) > cap * 4 // 3 + 8:
+        raise Refused("too_large", f"data: URI over {cap} bytes")
+    try:
+        data = base64.b64decode(payload, validate=False) if head.endswith(";base64") else \
+            urllib.parse.unquote_to_bytes(payload)
+    except (binascii.Error, ValueError) as e:
+        raise Refused("bad_url", f"data: URI does not decode: {e}") from None
+    if len(data) > cap:
+        raise Refused("too_large", f"{len(data)} bytes > {cap}")
+    return data
+
+
+def _local(url: str, root: str | None, cap: int) -> bytes:
+    path = Path(urllib.parse.unquote(urllib.parse.urlparse(url).path)).resolve()
+    if root is None or not path.is_relative_to(Path(root).resolve()):
+        raise Refused("outside_local_root", f"{path} is outside {root}")
+    if not path.is_file():
+        raise Refused("file_missing", str(path))
+    if path.stat().st_size > cap:
+        raise Refused("too_large", f"{path.stat().st_size} bytes > {cap}")
+    return path.read_bytes()
+
+
+class Fetcher:
+    """Fetches batches of URLs over one connection pool kept for the fetcher's life.
+
+    The event loop runs in a background thread, so callers stay synchronous (stage functions) while
+    requests of a batch run concurrently and connections are reused across batches.
+    """
+
+    def __init__(self, cfg: FetchConfig = FetchConfig()):
+        self.cfg = cfg
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._session = None
+        self._lock = threading.Lock()
+        if cfg.svg == "rasterize":
+            try:
+                import cairosvg  # noqa: F401
+            except (ImportError, OSError):
+                from pipelines.config import ConfigError
+
+                raise ConfigError("fetch.svg is 'rasterize' but cairosvg cannot load; pip install cairosvg "
+                                  "(needs libcairo) or set fetch.svg to 'reject'") from None
+
+    def _start(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._loop is None:
+                loop = asyncio.new_event_loop()
+                t = threading.Thread(target=loop.run_forever, name="braid-fetch", daemon=True)
+                t.start()
+                self._loop, self._thread = loop, t
+        return self._loop
+
+    async def _get_session(self):
+        import aiohttp
+
+        if self._session is None:
+            conn = aiohttp.TCPConnector(limit=self.cfg.concurrency, limit_per_host=self.cfg.per_host,
+                                        resolver=_resolver_class()(self.cfg.allow_private_net), ttl_dns_cache=60)
+            self._session = aiohttp.ClientSession(connector=conn, headers={"User-Agent": self.cfg.user_agent},
+                                                  auto_decompress=True)
+        return self._session
+
+    def fetch(self, urls: list[str], kind: str = "image", local_root: str | None = None) -> list[FetchResult]:
+        """One result per URL, in order. ``kind`` is ``image`` (decoded and checked) or ``page`` (raw bytes)."""
+        if not urls:
+            return []
+        loop = self._start()
+        fut = asyncio.run_coroutine_threadsafe(self._fetch_all(urls, kind, local_root), loop)
+        return fut.result()
+
+    async def _fetch_all(self, urls, kind, local_root):
+        sem = asyncio.Semaphore(self.cfg.concurrency)
+
+        async def one(u):
+            async with sem:
+                return await self._fetch_one(u, kind, local_root)
+
+        return await asyncio.gather(*(one(u) for u in urls))
+
+    async def _fetch_one(self, url: str, kind: str, local_root: str | None) -> FetchResult:
+        t0 = time.perf_counter()
+        res = FetchResult(url=url, outcome="ok")
+        cap = self.cfg.max_bytes if kind == "image" else self.cfg.max_page_bytes
+        try:
+            scheme = urllib.parse.urlparse(url).scheme.lower()
+            if scheme == "data":
+                data = _data_uri(url, cap)
+            elif scheme == "file":
+                data = _local(url, local_root or self.cfg.local_root, cap)
+            elif scheme in ("http", "https"):
+                data = await self._http(url, res, cap)
+            else:
+                raise Refused("bad_url", f"scheme {scheme!r} is not fetched")
+            if kind == "image":
+                # decoding is CPU work: keep it off the event loop so other downloads go on
+                res.data, res.ext, res.width, res.height = await asyncio.get_running_loop().run_in_executor(
+                    None, decode_image, data, self.cfg)
+            else:
+                res.data = data
+        except Refused as r:
+            res.outcome, res.detail, res.data = r.outcome, r.detail, b""
+        res.elapsed_s = time.perf_counter() - t0
+        return res
+
+    async def _http(self, url: str, res: FetchResult, cap: int) -> bytes:
+        import aiohttp
+
+        timeout = aiohttp.ClientTimeout(total=self.cfg.timeout_s, connect=self.cfg.connect_timeout_s)
+        session = await self._get_session()
+        last: Refused | None = None
+        for attempt in range(self.cfg.retries + 1):
+            if attempt:
+                await asyncio.sleep(self.cfg.backoff_s * 2 ** (attempt - 1))
+            res.attempts = attempt + 1
+            try:
+                return await self._follow(session, url, res, cap, timeout)
+            except Refused as r:
+                last = r
+                if r.outcome not in ("timeout", "connection_error") and not (
+                        r.outcome.startswith("http_") and res.status in RETRY_STATUS):
+                    raise
+        assert last is not None
+        raise last
+
+    async def _follow(self, session, url: str, res: FetchResult, cap: int, timeout) -> bytes:
+        import aiohttp
+
+        current = url
+        for hop in range(self.cfg.max_redirects + 1):
+            parsed = urllib.parse.urlsplit(current)
+            if parsed.scheme.lower() not in ("http", "https") or not parsed.hostname:
+                raise Refused("bad_url", f"cannot fetch {current[:200]!r}")
+            try:
+                ipaddress.ip_address(parsed.hostname.strip("[]"))
+                why = address_refusal(parsed.hostname.strip("[]"), self.cfg.allow_private_net)
+                if why:
+                    raise Refused("refused_address", why)
+            except ValueError:
+                pass  # a host name: the resolver checks what it resolves to
+            res.redirects, res.final_url = hop, current
+            try:
+                async with session.get(current, allow_redirects=False, timeout=timeout) as resp:
+                    res.status = resp.status
+                    if resp.status in REDIRECTS and "Location" in resp.headers:
+                        current = urllib.parse.urljoin(current, resp.headers["Location"])
+                        continue
+                    if resp.status >= 400:
+                        raise Refused(f"http_{resp.status}", resp.reason or "")
+                    res.content_type = resp.headers.get("Content-Type", "")
+                    if self.cfg.honour_robots:
+                        tag = robots_forbid(resp.headers.getall("X-Robots-Tag", []), self.cfg.robots_tags,
+                                            self.cfg.user_agent)
+                        if tag:
+                            raise Refused("robots", f"X-Robots-Tag: {tag}")
+                    if resp.content_length is not None and resp.content_length > cap:
+                        raise Refused("too_large", f"Content-Length {resp.content_length} > {cap}")
+                    buf = bytearray()
+                    async for chunk in resp.content.iter_chunked(1 << 16):
+                        buf += chunk
+                        if len(buf) > cap:
+                            raise Refused("too_large", f"body over {cap} bytes")
+                    return bytes(buf)
+            except Refused:
+                raise
+            except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as e:
+                raise Refused("timeout", f"no complete answer within {self.cfg.timeout_s}s ({type(e).__name__})") from None
+            except aiohttp.ClientConnectorDNSError as e:
+                raise Refused("dns_error", str(e)) from None
+            except (aiohttp.ClientError, OSError) as e:
+                raise Refused("connection_error", f"{type(e).__name__}: {e}") from None
+        raise Refused("too_many_redirects", f"more than {self.cfg.max_redirects} redirects")
+
+    def close(self) -> None:
+        loop, self._loop = self._loop, None
+        if loop is None:
+            return
+        if self._session is not None:
+            asyncio.run_coroutine_threadsafe(self._session.close(), loop).result(timeout=10)
+            self._session = None
+        loop.call_soon_threadsafe(loop.stop)
+        if self._thread:
+            self._thread.join(timeout=10)
+        loop.close()
+
+    def __enter__(self) -> "Fetcher":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

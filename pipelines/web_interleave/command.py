@@ -1,0 +1,123 @@
+"""``braid web INPUT... --out OUT_DIR``: web documents and HTML pages to filtered, caption-first shards.
+
+Inputs: HTML files, folders (every .html/.htm and document file inside), http(s) page URLs, and files
+of documents (OmniCorpus/OBELICS Parquet or JSONL, MMC4 JSONL/JSON). A file of documents becomes one
+``split`` input with a part per document, so each document has its own outcome in the manifest.
+
+Stages: read (extract, trim, UI-URL rule) -> topic -> fetch (+ size, aspect) -> images (clarity,
+duplicates, OCR) -> caption (captions, summaries, optional topic review) -> assemble (relevance, count).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from pipelines.config import ConfigError, build_config
+from pipelines.executor import run_pipeline
+from pipelines.fetch import Fetcher
+from pipelines.stage import Stage
+
+from .config import WebConfig
+
+
+def build_stages(cfg: WebConfig) -> list[Stage]:
+    from .assemble import assemble_docs
+    from .caption import caption_docs, make_caption_state
+    from .stages import classify_topics, fetch_images, filter_images, make_image_state, read_docs
+    from .topic import load_classifier
+
+    bs = cfg.batch_size
+    # set-up stages become Ray actors that hold their CPUs for the whole job; small shares keep the
+    # five of them schedulable next to the tasks on a 2-core machine (the work itself is mostly I/O or batched)
+    return [
+        Stage("read", read_docs, cfg, setup=lambda c: Fetcher(c.fetch), num_cpus=0.2, batch_size=1),
+        Stage("topic", classify_topics, cfg, setup=lambda c: load_classifier(c.topic.classifier), num_cpus=0.2,
+              batch_size=bs * 4),
+        Stage("fetch", fetch_images, cfg, setup=lambda c: Fetcher(c.fetch), num_cpus=0.2, batch_size=bs),
+        Stage("images", filter_images, cfg, setup=make_image_state, num_cpus=0.2, batch_size=bs),
+        Stage("caption", caption_docs, cfg, setup=make_caption_state, num_cpus=0.2,
+              num_gpus=1.0 if cfg.captioner.device.startswith("cuda") else 0.0, batch_size=bs),
+        Stage("assemble", assemble_docs, cfg, num_cpus=1.0, batch_size=bs),
+    ]
+
+
+def check_config(cfg: WebConfig) -> None:
+    """Configuration problems in one sentence, before any work."""
+    from .topic import load_classifier
+
+    if cfg.captioner.backend != "stub" and not cfg.captioner.model:
+        raise ConfigError(f"captioner backend {cfg.captioner.backend!r} needs a model (--model or captioner.model)")
+    load_classifier(cfg.topic.classifier)
+    Fetcher(cfg.fetch).close()  # checks that SVG rasterising can load
+    try:
+        import captioners
+
+        if not hasattr(captioners, "make_captioner"):
+            raise ImportError
+    except ImportError:
+        raise ConfigError("the captioners package has no make_captioner; install braid with its captioners") from None
+
+
+def run_web(inputs: list[str], cfg: WebConfig) -> dict:
+    from .readers import expand_inputs
+
+    check_config(cfg)
+    records = expand_inputs(inputs)
+    if not records:
+        raise ConfigError("no inputs: give HTML files, folders, page URLs or files of documents")
+    return run_pipeline(build_stages(cfg), records, cfg.run, "web", cfg)
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="HTML files, folders, page URLs, JSONL/Parquet files")
+    parser.add_argument("--out", required=True, help="output directory")
+    parser.add_argument("--config", help="YAML file of WebConfig settings")
+    parser.add_argument("--preset", choices=("tiny",), help="start from a preset")
+    parser.add_argument("--captioner", choices=("hf", "openai", "vllm", "stub"), help="captioner backend")
+    parser.add_argument("--model", help="captioner model (folder, hub id, or served name)")
+    parser.add_argument("--ray-address", help="join a running Ray cluster (auto or ray://host:port)")
+    parser.add_argument("--executor", choices=("ray", "local"), help="ray (default) or local (in-process)")
+    parser.add_argument("--allow-private-net", action="store_true", default=None,
+                        help="allow fetching from private, loopback and link-local addresses")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="any setting by dotted name, e.g. --set filters.min_images=2")
+
+
+def config_from_args(args) -> WebConfig:
+    overrides = {"run.out_dir": args.out, "captioner.backend": args.captioner, "captioner.model": args.model,
+                 "run.ray_address": args.ray_address, "run.executor": args.executor,
+                 "fetch.allow_private_net": args.allow_private_net}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--set needs FIELD=VALUE, not {item!r}")
+        overrides[key.strip()] = None if value.strip().lower() in ("null", "none") else value
+    nulls = {k for k, v in overrides.items() if v is None and k in {i.partition("=")[0].strip() for i in args.set}}
+    cfg = build_config(WebConfig, args.config, {k: v for k, v in overrides.items() if v is not None},
+                       preset=args.preset)
+    if nulls:
+        cfg = build_config_nulls(cfg, nulls)
+    return cfg
+
+
+def build_config_nulls(cfg: WebConfig, names: set[str]) -> WebConfig:
+    """Set optional fields to None (``--set filters.min_relevance=null``)."""
+    from pipelines.config import _apply
+
+    return _apply(cfg, {n: None for n in names})
+
+
+def run(args) -> int:
+    cfg = config_from_args(args)
+    summary = run_web(args.inputs, cfg)
+    print(json.dumps({k: summary[k] for k in ("inputs", "written", "filtered", "failed", "samples_written",
+                                              "by_reason", "by_error_kind") if k in summary}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    from pipelines.cli import main
+
+    sys.exit(main(["web", *sys.argv[1:]]))
