@@ -147,7 +147,7 @@ class Trainer:
             for i, b in enumerate(self._eval_batches):
                 out = self.losses(b, self._generator(7919, i))  # fixed noise: evals comparable over steps
                 for k in tot:
-                    tot[k] += float(out[k]) / len(self._eval_batches)
+                    tot[k] += out[k].item() / len(self._eval_batches)
         self.model.train()
         return {f"eval_{k}": v for k, v in tot.items()}
 
@@ -162,6 +162,10 @@ class Trainer:
             from tqdm import tqdm
 
             bar = tqdm(total=t.steps, initial=self.step, desc="train", unit="step", dynamic_ncols=True)
+        if self.step == 0 and self.rank == 0:  # the starting point of the eval curve
+            ev = self.eval_loss()
+            if ev:
+                metrics.write(json.dumps({"step": 0, **ev}) + "\n")
         t0, tokens = time.time(), 0
         while self.step < t.steps:
             lr = lr_at(self.step, t)
@@ -179,7 +183,7 @@ class Trainer:
                 out = self.losses(batch, self._generator(self.step, micro, self.rank))
                 (out["loss"] / t.accum).backward()
                 for k in sums:
-                    sums[k] += float(out[k]) / t.accum
+                    sums[k] += out[k].detach().item() / t.accum
             if self.world > 1:
                 self._allreduce_grads()
             gnorm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.clip))
@@ -192,7 +196,7 @@ class Trainer:
             self.step += 1
             row = {"step": self.step, **sums, "lr": lr, "grad_norm": gnorm, "epoch": self.position[0],
                    "tokens_per_s": tokens / max(1e-9, time.time() - t0)}
-            if self.step % t.eval_every == 0 or self.step == t.steps:
+            if self.rank == 0 and (self.step % t.eval_every == 0 or self.step == t.steps):
                 ev = self.eval_loss()
                 if ev:
                     row.update(ev)

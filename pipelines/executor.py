@@ -134,20 +134,20 @@ def run_pipeline(stages: list[Stage], inputs: list[dict], run: RunConfig, name: 
     out = Path(run.out_dir)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"output directory {str(out)!r} exists and is not a directory")
+    records = _final_records(out) if out.is_dir() else {}
+    pending = [r for r in inputs if outcome(r["id"], records) is None]
+    done_units = {i for i, r in records.items() if r["status"] != "split"}
     ray, started = (None, False)
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        removed = clean_incomplete(out)
-        if removed:
-            log.info("resume: removed %d incomplete files", len(removed))
-        records = _final_records(out)
-        pending = [r for r in inputs if outcome(r["id"], records) is None]
-        done_units = {i for i, r in records.items() if r["status"] != "split"}
         if pending and run.executor == "ray":
-            ray, started = _ray_init(run)  # before the attempt is recorded: an unreachable cluster is a ConfigError
+            ray, started = _ray_init(run)  # before anything is written: an unreachable cluster is a ConfigError
             plan = plan_cpus(stages, float(ray.cluster_resources().get("CPU", 1)))
             if not run.ray_address:
                 _check_gpus(stages, float(ray.cluster_resources().get("GPU", 0)))
+        out.mkdir(parents=True, exist_ok=True)
+        removed = clean_incomplete(out)  # incomplete shards hold no final records: pending is unaffected
+        if removed:
+            log.info("resume: removed %d incomplete files", len(removed))
         cfg_json = asdict(config) if config is not None and hasattr(config, "__dataclass_fields__") else None
         attempt = _attempt(out, {"pipeline": name, "inputs": len(inputs), "pending": len(pending), "config": cfg_json})
         (out / "inputs.json").write_text(json.dumps(ids))

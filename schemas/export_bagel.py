@@ -38,7 +38,6 @@ from .export_common import (
     StagedDir,
     check_any_read,
     fit_image,
-    image_size,
     iter_samples,
     resolve_shards,
     write_json,
@@ -233,9 +232,10 @@ def _export(shards: list[Path], skipped: list[str], tmp: Path, final: Path, cfg:
             continue
         images = []
         for im in sample.images:
-            if image_size(im.data) is None:
+            fitted = fit_image(im.data, im.ext, cfg.max_pixels)
+            if fitted is None:
                 break
-            data, ext, again = fit_image(im.data, im.ext, cfg.max_pixels)
+            data, ext, again = fitted
             reencoded += again
             images.append((data, ext))
         if len(images) != len(sample.images):

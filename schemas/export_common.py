@@ -208,26 +208,21 @@ class ParquetFiles:
 # ---------------------------------------------------------------------------------------------- images
 
 
-def image_size(data: bytes) -> tuple[int, int] | None:
-    """(width, height) from the image header, or None when PIL cannot identify the bytes."""
+def fit_image(data: bytes, ext: str, max_pixels: int) -> tuple[bytes, str, bool] | None:
+    """The bytes unchanged when the image has at most ``max_pixels`` pixels; else a downscaled re-encode
+    (PNG when the image has transparency, JPEG otherwise). Returns (bytes, extension, re-encoded?), or None
+    when PIL cannot read the image."""
     from PIL import Image
 
     try:
-        with Image.open(io.BytesIO(data)) as im:
-            return im.size
-    except Exception:  # noqa: BLE001 - any decoder complaint means the bytes are not a usable image
-        return None
-
-
-def fit_image(data: bytes, ext: str, max_pixels: int) -> tuple[bytes, str, bool]:
-    """The bytes unchanged when the image has at most ``max_pixels`` pixels; else a downscaled re-encode
-    (PNG when the image has transparency, JPEG otherwise). Returns (bytes, extension, re-encoded?)."""
-    from PIL import Image
-
-    with Image.open(io.BytesIO(data)) as im:
+        im = Image.open(io.BytesIO(data))
         w, h = im.size
         if w * h <= max_pixels:
             return data, ext, False
+        im.load()
+    except Exception:  # noqa: BLE001 - any decoder complaint means the bytes are not a usable image
+        return None
+    with im:
         scale = (max_pixels / (w * h)) ** 0.5
         size = (max(1, int(w * scale)), max(1, int(h * scale)))
         alpha = im.mode in ("RGBA", "LA", "PA") or "transparency" in im.info

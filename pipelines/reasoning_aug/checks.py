@@ -54,7 +54,7 @@ class TextLimits:
 _WORD = re.compile(r"\w+", re.UNICODE)
 _TOKENISH = re.compile(r"\w+|[^\w\s]", re.UNICODE)
 _MARKUP = re.compile(r"</?think>|<\|[a-z_]+\|>|^(system|assistant|user)\s*:", re.IGNORECASE | re.MULTILINE)
-_STOP = frozenset("a an the of to in on at and or for with by from is are be it its this that".split())
+_STOP = frozenset(["a", "an", "the", "of", "to", "in", "on", "at", "and", "or", "for", "with", "by", "from", "is", "are", "be", "it", "its", "this", "that"])
 
 
 def estimate_tokens(text: str) -> int:

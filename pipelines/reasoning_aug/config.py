@@ -84,7 +84,7 @@ class ReasonConfig:
             raise ValueError("batch_size and concurrency must be positive")
 
     @classmethod
-    def tiny(cls) -> "ReasonConfig":
+    def tiny(cls) -> ReasonConfig:
         """In-process, small batches, the stub captioner: for tests and smoke runs."""
         return cls(run=RunConfig(executor="local", chunk_size=8), captioner=CaptionerConfig(backend="stub"),
                    batch_size=4)

@@ -20,7 +20,7 @@ from pathlib import Path
 from captioners.prompts import get_prompt
 from pipelines.executor import run_pipeline
 from pipelines.stage import Stage, drop, fail, new_record, split
-from schemas import ShardError, SampleError, is_complete, load_manifest, outcome, validate
+from schemas import SampleError, ShardError, is_complete, load_manifest, outcome, validate
 from schemas.manifest import leaves
 
 from . import concept, edit, t2i

@@ -73,6 +73,8 @@ def read_header(path: str) -> dict:
                     "height": s.codec_context.height, "fps": fps, "frames": frames, "duration_s": dur}
     except DecodeError:
         raise
+    except EOFError:
+        raise DecodeError("no_frames", "the file ends before its first frame (empty or cut off)") from None
     except (av.FFmpegError, OSError, ValueError, UnicodeDecodeError) as e:
         raise DecodeError("unreadable", f"not a readable media file ({type(e).__name__}: {e})") from None
 
@@ -226,7 +228,7 @@ def _probe_one(rec: dict, cfg: ProbeConfig, cancel: threading.Event, path: str) 
     except DecodeError as e:
         if e.kind == "no_video_stream":
             raise
-        header_error = str(e)
+        header_error = e
     else:
         header_error = None
     if header:
@@ -241,7 +243,7 @@ def _probe_one(rec: dict, cfg: ProbeConfig, cancel: threading.Event, path: str) 
         d = decode_video(path, cfg, header, cancel)
     except DecodeError as e:
         if header_error and e.kind == "decode_error":
-            raise DecodeError("unreadable", f"{header_error}; {e}") from None
+            raise DecodeError(header_error.kind, f"{header_error}; {e}") from None
         raise
     if cancel.is_set():
         raise DecodeError("timeout", "decoding ran past the time limit")

@@ -65,8 +65,8 @@ def job_workers(cluster) -> list[int]:
                 title = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
             except OSError:
                 continue
-            if title.startswith("ray::") and not title.startswith(("ray::IDLE", "ray::DashboardAgent",
-                                                                   "ray::RuntimeEnvAgent")):
+            # stage tasks and actors, the shard writers; Ray Data's own long-lived actors do not count
+            if title.startswith("ray::") and any(w in title for w in ("MapBatches", "MapWorker", "Write")):
                 busy.append(pid)
     return busy
 

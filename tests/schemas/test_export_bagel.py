@@ -218,9 +218,15 @@ def test_unreadable_sample_is_recorded_not_fatal(tmp_path):
         info = tarfile.TarInfo("broken-1.json")
         info.size = len(data)
         tar.addfile(info, io.BytesIO(data))
-    rep = export_bagel([good / "shard-r00-000000.tar", bad], tmp_path / "out")
-    assert rep["rows"]["interleave"] == 1 and rep["dropped_samples"] == {"invalid_sample": 1}
-    assert "invalid_sample: 1" in (tmp_path / "out" / "README.md").read_text()
+    garbled = Sample("garbled-1", "pair", (TextSegment("a photo", "caption", False),
+                                          ImageSegment(b"\xff\xd8 not really a jpeg", "jpg", 10, 10, generation=True)),
+                     Source("https://x.org/g.jpg"))
+    write_run(tmp_path / "run2", [garbled])
+    rep = export_bagel([good / "shard-r00-000000.tar", bad, tmp_path / "run2"], tmp_path / "out")
+    assert rep["rows"]["interleave"] == 1 and rep["rows"]["t2i"] == 0
+    assert rep["dropped_samples"] == {"invalid_sample": 1, "image_unreadable": 1}
+    readme = (tmp_path / "out" / "README.md").read_text()
+    assert "invalid_sample: 1" in readme and "image_unreadable: 1" in readme
 
 
 def test_shardwriter_roundtrip_keeps_incomplete_shards_out(tmp_path):

@@ -59,6 +59,8 @@ def test_bagel_export_of_a_real_run(reason_run, tmp_path):
                 if sub == "unified_edit":
                     assert len(row["instruction_list"]) == len(row["image_list"]) - 1
                     assert row["image_list"] == [im.data for im in samples[row["braid_key"]].images]
+    vlm = tmp_path / "bagel" / "vlm_sft" / "braid_vlm.jsonl"
+    keys |= {json.loads(x)["id"] for x in vlm.read_text().splitlines()} if vlm.exists() else set()
     dropped = [json.loads(x) for x in (tmp_path / "bagel" / "dropped.jsonl").read_text().splitlines()]
     assert keys <= samples.keys()
     assert keys | {d["key"] for d in dropped} == samples.keys()
