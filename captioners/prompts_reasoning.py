@@ -21,9 +21,9 @@ THINK_SYSTEM = (
     "then produce the image. Answer in the form: <think> your plan </think> image."
 )
 
-def _shot(template: str, answer: str, **variables) -> tuple[str, str]:
+def _shot(template: str, reply: str, /, **variables) -> tuple[str, str]:
     """A few-shot turn: the template filled with an example, and the reply the model should give."""
-    return template.format(**variables), answer
+    return template.format(**variables), reply
 
 
 _T2I_QUERY = (

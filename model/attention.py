@@ -69,8 +69,8 @@ def _flex(q, k, v, mask):
     from torch.nn.attention.flex_attention import flex_attention
 
     global _compiled_flex
-    if q.device.type != "cuda":
-        return flex_attention(q, k, v, block_mask=mask, enable_gqa=True)  # eager reference on CPU
+    if q.device.type != "cuda" or torch.compiler.is_compiling():  # CPU: eager reference; inside compile: inlined
+        return flex_attention(q, k, v, block_mask=mask, enable_gqa=True)
     if _compiled_flex is None:
         _compiled_flex = torch.compile(flex_attention, dynamic=False)
     return _compiled_flex(q, k, v, block_mask=mask, enable_gqa=True)

@@ -95,7 +95,7 @@ class RMSNorm(nn.Module):
         dtype = x.dtype
         x = x.float()
         x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
-        return self.weight * x.to(dtype)
+        return (self.weight * x).to(dtype)  # keeps bf16 activations bf16 under autocast
 
 
 def rope_cos_sin(pos: torch.Tensor, head_dim: int, theta: float):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from pipelines.config import ConfigError, build_config
 
@@ -45,13 +46,23 @@ def config_from_args(args: argparse.Namespace) -> ReasonConfig:
 
 
 def check_config(cfg: ReasonConfig) -> None:
-    """Problems that would only show once a caption actor starts, raised before any work."""
+    """Captioner problems that would otherwise show only once a caption actor starts, raised before any work.
+
+    In-process backends are not loaded here (a model may need a GPU worker); a local model folder must
+    exist. The HTTP backend is cheap to start, so it is started once to find an unreachable server.
+    """
     cap = cfg.captioner
     if cap.backend in ("hf", "vllm", "openai") and not cap.model:
         raise ConfigError(f"the {cap.backend} captioner needs a model (--model)")
-    for gen in ("t2i", "edit"):
-        if getattr(cfg, gen).max_per_record < 1:
-            raise ConfigError(f"{gen}.max_per_record must be at least 1")
+    if cap.backend in ("hf", "vllm") and cap.model.startswith(("/", ".", "~")) and not Path(cap.model).expanduser().exists():
+        raise ConfigError(f"model folder {cap.model} does not exist")
+    if cap.backend == "openai":
+        from captioners import CaptionerConfigError, make_captioner
+
+        try:
+            make_captioner(cap).close()
+        except CaptionerConfigError as e:
+            raise ConfigError(str(e)) from None
 
 
 def run(args: argparse.Namespace) -> int:

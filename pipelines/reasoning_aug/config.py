@@ -23,6 +23,10 @@ class T2IConfig:
     max_per_record: int = 1
     min_side: int = 32
 
+    def __post_init__(self):
+        if self.max_per_record < 1:
+            raise ValueError("max_per_record must be at least 1")
+
 
 @dataclass(frozen=True)
 class EditConfig:
@@ -37,6 +41,10 @@ class EditConfig:
     source_columns: tuple[str, ...] = ("source_image", "input_image", "src_image", "original_image", "source")
     target_columns: tuple[str, ...] = ("target_image", "output_image", "edited_image", "tgt_image", "target")
     instruction_columns: tuple[str, ...] = ("instruction", "edit_instruction", "edit_prompt", "prompt", "text")
+
+    def __post_init__(self):
+        if self.max_per_record < 1:
+            raise ValueError("max_per_record must be at least 1")
 
 
 @dataclass(frozen=True)

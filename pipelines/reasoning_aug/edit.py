@@ -8,6 +8,8 @@ instruction by the model) and from edit tables (the instruction is given).
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 from schemas import ImageSegment, TextSegment
 
 from .checks import Rejection
@@ -22,7 +24,7 @@ def _video_pairs(src: SourceRecord) -> list[dict]:
     segs = src.sample.segments
     idx = [i for i, s in enumerate(segs) if isinstance(s, ImageSegment)]
     out = []
-    for n, (a, b) in enumerate(zip(idx, idx[1:])):
+    for n, (a, b) in enumerate(pairwise(idx)):
         change = " ".join(s.text.strip() for s in segs[a + 1: b] if isinstance(s, TextSegment) and s.role == "change")
         if change:
             out.append({"source": with_provenance(segs[a], {"key": src.key}, n),

@@ -27,19 +27,39 @@ class OcrCounter:
         self.engine = RapidOCR()
         self.max_side, self.min_confidence = max_side, min_confidence
 
-    def lines(self, data: bytes) -> list[tuple[str, float]]:
-        """Recognised text lines with their confidence."""
+    def _bgr(self, data: bytes) -> np.ndarray:
         from PIL import Image
 
         with Image.open(io.BytesIO(data)) as im:
             im = im.convert("RGB")
             im.thumbnail((self.max_side, self.max_side))
-            arr = np.asarray(im)[:, :, ::-1].copy()  # RapidOCR takes OpenCV's BGR order
-        result, _ = self.engine(arr, use_cls=False)  # the angle classifier triples the time; web images are upright
+            return np.asarray(im)[:, :, ::-1].copy()  # RapidOCR takes OpenCV's BGR order
+
+    def lines(self, data: bytes) -> list[tuple[str, float]]:
+        """All recognised text lines with their confidence."""
+        result, _ = self.engine(self._bgr(data), use_cls=False)  # no angle classifier: web images are upright
         return [(str(text), float(conf)) for _, text, conf in (result or [])]
 
-    def count(self, data: bytes) -> int:
-        return sum(line_tokens(text) for text, conf in self.lines(data) if conf >= self.min_confidence)
+    def count(self, data: bytes, limit: int | None = None) -> int:
+        """OCR text tokens; with ``limit``, recognition stops once the count passes it (text-heavy images
+        are the slow ones, and past the limit the exact number does not change the decision)."""
+        eng = self.engine
+        if limit is None or not all(hasattr(eng, a) for a in ("preprocess", "auto_text_det", "get_crop_img_list")):
+            return sum(line_tokens(t) for t, conf in self.lines(data) if conf >= self.min_confidence)
+        img, _, _ = eng.preprocess(self._bgr(data))
+        if hasattr(eng, "maybe_add_letterbox"):
+            img, _ = eng.maybe_add_letterbox(img, {})
+        boxes, _ = eng.auto_text_det(img)
+        if boxes is None or len(boxes) == 0:
+            return 0
+        crops = eng.get_crop_img_list(img, boxes)
+        n = 0
+        for i in range(0, len(crops), 16):
+            rec, _ = eng.text_rec(crops[i : i + 16])
+            n += sum(line_tokens(str(r[0])) for r in rec if float(r[1]) >= self.min_confidence)
+            if n > limit:
+                break
+        return n
 
 
 def line_tokens(text: str) -> int:

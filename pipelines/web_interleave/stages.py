@@ -195,7 +195,7 @@ def filter_images(batch: list[dict], cfg, state: ImageState) -> list[dict]:
                 drop_image(doc, it, "images", reason, dup)
                 continue
             if state.ocr is not None:
-                sc["ocr_tokens"] = state.ocr.count(it["data"])
+                sc["ocr_tokens"] = state.ocr.count(it["data"], limit=fc.max_ocr_tokens)
                 if sc["ocr_tokens"] > fc.max_ocr_tokens:
                     drop_image(doc, it, "images", "text_heavy",
                                {"ocr_tokens": sc["ocr_tokens"], "max_ocr_tokens": fc.max_ocr_tokens})

@@ -108,3 +108,26 @@ def test_parse_pair(text, n, want):
 def test_parse_verdict(text, want):
     got = parse_verdict(text)
     assert (got.reason if isinstance(got, Rejection) else got) == want
+
+
+def test_the_prompts_own_examples_pass_the_checks():
+    """The few-shot replies show the model what is wanted; the validators must accept every one of them."""
+    from captioners.prompts import get_prompt
+
+    prose = ("t2i_query@v1", "t2i_trace@v1", "edit_instruction@v1", "edit_trace@v1", "edit_trace_video@v1",
+             "concept_explain@v1")
+    for pid in prose:
+        p = get_prompt(pid)
+        assert p.few_shot, pid
+        for _, reply in p.few_shot:
+            assert check_text(reply, budget=p.max_tokens) is None, pid
+    trace = get_prompt("t2i_trace@v1").few_shot[0][1]
+    assert check_parts(parse_labeled(trace, ("Guidance", "Refined prompt")), ("Guidance", "Refined prompt")) is None
+    qa = parse_labeled(get_prompt("concept_question@v1").few_shot[0][1], ("Question", "Answer"))
+    assert check_parts(qa, ("Question", "Answer")) is None and check_leak(qa["Question"], qa["Answer"]) is None
+    assert check_leak(get_prompt("concept_explain@v1").few_shot[0][1], qa["Answer"]) is None
+    assert parse_pair(get_prompt("concept_pair@v1").few_shot[0][1], 3) == (0, 2)
+    verdicts = [parse_verdict(r)[0] for _, r in get_prompt("concept_judge@v1").few_shot]
+    assert verdicts == [True, False]
+    rejected_q = get_prompt("concept_judge@v1").few_shot[1][0]
+    assert "Show the butterfly" in rejected_q  # the rejected example is the one that gives the answer away

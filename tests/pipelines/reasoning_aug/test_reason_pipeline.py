@@ -226,5 +226,41 @@ def test_command_line(inputs, tmp_path, capsys):
     assert summary["written"] + summary["filtered"] + summary["failed"] == summary["inputs"]
     assert main(["reason", inputs[0], "--out", str(tmp_path / "o2"), "--captioner", "hf"]) == 2
     assert main(["reason", inputs[0], "--out", str(tmp_path / "o3"), "--kinds", "t2i,poems"]) == 2
+    assert main(["reason", inputs[0], "--out", str(tmp_path / "o4"), "--captioner", "hf", "--model", "/no/such"]) == 2
+    assert main(["reason", inputs[0], "--out", str(tmp_path / "o5"), "--per-record", "0"]) == 2
     err = capsys.readouterr().err
-    assert "needs a model" in err and "kinds" in err
+    assert "needs a model" in err and "kinds" in err and "does not exist" in err and "max_per_record" in err
+    assert not (tmp_path / "o2").exists() and not (tmp_path / "o4").exists()  # refused before any work
+
+
+@pytest.mark.timeout(180)
+def test_on_shards_written_by_the_video_pipeline(tmp_path):
+    from dataclasses import replace
+
+    from pipelines.inputs import VIDEO_EXTS
+    from pipelines.inputs import list_inputs as list_videos
+    from pipelines.video_interleave.config import VideoConfig
+    from pipelines.video_interleave.pipeline import run_video
+    from pipelines.video_interleave.synth import Scene, write_scenes
+
+    video = tmp_path / "clip.mp4"
+    write_scenes(video, [Scene("moving", 45, seed=1), Scene("pan", 45, seed=2)])
+    vcfg = VideoConfig.tiny()
+    vcfg = replace(vcfg, run=replace(vcfg.run, out_dir=str(tmp_path / "video_out")))
+    assert run_video(list_videos([str(video)], VIDEO_EXTS), vcfg)["samples_written"] >= 1
+    shards = [str(p) for p in sorted((tmp_path / "video_out").glob("*.tar"))]
+    clips = list(read_samples(shards))
+
+    out = tmp_path / "out"
+    summary = reason(config(out), shards, factory=ri.StandInCaptioner)
+    assert_every_unit_terminal(out, summary)
+    k = summary["kinds"]
+    assert k["t2i"]["written"] == k["edit"]["written"] == len(clips)
+    assert k["concept"]["by_reason"] == {"not_applicable": len(clips)}
+    samples = assert_samples_well_formed(out)
+    frames = {img.sha256: clip.key for clip in clips for img in clip.images}
+    for s in samples:
+        assert all(frames.get(img.sha256) == s.source.extra["key"] for img in s.images)  # the clip's own frames
+        if s.kind == "reasoning_edit":
+            clip = next(c for c in clips if c.key == s.source.extra["key"])
+            assert s.meta["change_caption"] in [t.text for t in clip.texts if t.role == "change"]

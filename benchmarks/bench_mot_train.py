@@ -1,0 +1,225 @@
+"""Training throughput of the bundled MoT: tokens/s and MFU, FlexAttention against the dense-mask path.
+
+One packed batch of about ``--tokens`` tokens (interleaved samples: captions, generation targets as
+noised + clean latents + ViT tokens), one optimizer step per iteration (forward, backward, AdamW), bf16
+autocast. Both attention paths run on the same batch in the same process; the ratio is printed.
+
+Model FLOPs per step (MFU against ``--peak`` TFLOP/s, 989 for H100/H200 dense bf16):
+  6 * (LLM layer parameters of the token's expert) per token + 6 * D * V per CE token
+  + 6 * (ViT + connector parameters) per ViT token + 6 * (latent in/out, time embedder) per latent token
+  + attention 12 * H * Dh * (allowed query-key pairs) per layer (4 forward, 8 backward)
+  + ViT attention 12 * d_vit * P^2 per image per layer.
+
+    python benchmarks/bench_mot_train.py                 # GPU: base preset, 16k tokens
+    python benchmarks/bench_mot_train.py --tiny          # CPU dry run of the same code
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+WORDS = ("the a cat dog ball moves left right jumps over table red car turns waves hit rocks slowly then "
+         "person pours coffee into blue mug camera pans across landscape").split()
+
+
+def synthetic_samples(n: int, side: tuple[int, int], seed: int = 0):
+    import numpy as np
+    from PIL import Image
+
+    from schemas import ImageSegment, Sample, Source, TextSegment
+
+    rng = np.random.default_rng(seed)
+
+    def jpeg(i):
+        base = rng.integers(0, 255, (side[1] // 8, side[0] // 8, 3), dtype=np.uint8)
+        im = Image.fromarray(base).resize(side, Image.BICUBIC)
+        buf = io.BytesIO()
+        im.save(buf, "JPEG", quality=85)
+        return buf.getvalue()
+
+    samples = []
+    for s in range(n):
+        segs = []
+        for i in range(4):
+            segs.append(TextSegment(" ".join(rng.choice(WORDS, 24)), role="change", loss=True))
+            segs.append(ImageSegment(jpeg(i), "jpg", side[0], side[1], understanding=True, generation=True,
+                                     role="frame"))
+        samples.append(Sample(key=f"b-{s:04d}", kind="video", segments=tuple(segs), source=Source("file:///b.mp4")))
+    return samples
+
+
+def model_flops(model, batch, dense_mask) -> float:
+    cfg = model.cfg
+    n = batch.n_real
+    kind = batch.kind[:n]
+    n_gen = int((kind == 2).sum())
+    n_vit = int((kind == 1).sum())
+    n_und = n - n_gen
+    layer_und = sum(p.numel() for name, p in model.language_model.model.layers.named_parameters()
+                    if "_moe_gen" not in name) / cfg.n_layers
+    f = 6 * cfg.n_layers * layer_und * (n_und + n_gen)  # the generation twins have identical shapes
+    f += 6 * cfg.d_model * cfg.vocab_size * int(batch.ce_idx.numel())
+    vit_params = sum(p.numel() for p in model.vit_model.parameters()) + sum(
+        p.numel() for p in model.connector.parameters())
+    f += 6 * vit_params * n_vit
+    lat_params = sum(p.numel() for m in (model.vae2llm, model.llm2vae, model.time_embedder) for p in m.parameters())
+    f += 6 * lat_params * n_gen
+    pairs = float(dense_mask[:n, :n].sum())
+    f += 12 * cfg.n_heads * cfg.head_dim * pairs * cfg.n_layers
+    n_img = batch.vit_pixels.shape[0]
+    f += 12 * cfg.vit_d * cfg.vit_grid**4 * cfg.vit_layers * n_img
+    return f
+
+
+def run_path(kind, model, ae, batch, steps, warmup, opt, device):
+    import torch
+
+    from model.attention import MaskSpec, attend, build_mask
+    from model.objective import compute_losses
+
+    def step(i):
+        mask = build_mask(MaskSpec(batch.doc, batch.split, batch.mode), kind)  # a new pack needs a new mask
+        g = torch.Generator(device=device).manual_seed(i)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            out = compute_losses(model, ae, batch, mask, attend, g)
+        out["loss"].backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        return out
+
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    t0 = time.time()
+    for i in range(warmup):
+        out = step(i)
+    sync()
+    t_warm = time.time() - t0
+    times = []
+    for i in range(steps):
+        t = time.time()
+        out = step(1000 + i)
+        sync()
+        times.append(time.time() - t)
+    times.sort()
+    return {"median_s": times[len(times) // 2], "min_s": times[0], "warmup_s": t_warm,
+            "loss": float(out["loss"]), "ce": float(out["ce"]), "mse": float(out["mse"])}
+
+
+def same_batch_losses(model, ae, batch, device):
+    """Forward of both paths on the same batch and noise: relative difference of the losses."""
+    import torch
+
+    from model.attention import MaskSpec, attend, build_mask
+    from model.objective import compute_losses
+
+    res = {}
+    with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        for kind in ("dense", "flex"):
+            if kind == "flex" and device.type != "cuda":
+                continue
+            mask = build_mask(MaskSpec(batch.doc, batch.split, batch.mode), kind)
+            out = compute_losses(model, ae, batch, mask, attend, torch.Generator(device=device).manual_seed(5))
+            res[kind] = (float(out["ce"]), float(out["mse"]))
+    return res
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--preset", default="base")
+    ap.add_argument("--tokens", type=int, default=16384)
+    ap.add_argument("--steps", type=int, default=8)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--peak", type=float, default=989.0, help="peak dense bf16 TFLOP/s")
+    ap.add_argument("--no-compile", action="store_true")
+    ap.add_argument("--paths", default="flex,dense")
+    ap.add_argument("--tiny", action="store_true", help="CPU dry run: tiny preset, 512 tokens, 2 steps")
+    args = ap.parse_args(argv)
+
+    import torch
+
+    from model.attention import MaskSpec, dense_mask
+    from model.autoencoder import AutoencoderConfig, build_autoencoder
+    from model.data import DataConfig, TextTokenizer, pack, plan_sample
+    from model.mot import MoT, MoTConfig
+
+    device = torch.device("cuda" if torch.cuda.is_available() and not args.tiny else "cpu")
+    if args.tiny:
+        args.preset, args.tokens, args.steps, args.warmup, args.no_compile = "tiny", 512, 2, 1, True
+        args.paths = "dense"
+    mcfg = MoTConfig.preset(args.preset)
+    side = (256, 192) if args.preset != "tiny" else (32, 24)
+    samples = synthetic_samples(64, side)
+    tok = TextTokenizer.fit([t.text for s in samples for t in s.texts], 2000)
+    dcfg = DataConfig(max_tokens=args.tokens)
+    plans, used = [], 0
+    for s in samples:
+        p = plan_sample(s, tok, mcfg, dcfg, None)
+        if used + p.n_tokens > args.tokens:
+            break
+        plans.append(p)
+        used += p.n_tokens
+    batch = pack(plans, tok, mcfg).to(device)
+    torch.manual_seed(0)
+    model = MoT(mcfg).to(device)
+    ae = build_autoencoder(AutoencoderConfig(downsample=mcfg.latent_downsample))
+    if device.type == "cuda" and not args.no_compile:
+        for layer in model.language_model.model.layers:
+            layer.compile()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95), eps=1e-15,
+                            fused=device.type == "cuda")
+    dm = dense_mask(MaskSpec(batch.doc, batch.split, batch.mode))
+    flops = model_flops(model, batch, dm)
+    density = float(dm[: batch.n_real, : batch.n_real].sum()) / batch.n_real**2
+    del dm
+    name = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
+    info = {"device": name, "torch": torch.__version__, "preset": args.preset,
+            "params_und_expert": model.num_params("und"), "params_total": sum(p.numel() for p in model.parameters()),
+            "tokens": batch.n_real, "padded": int(batch.input_ids.shape[0]), "samples": len(plans),
+            "ce_tokens": int(batch.ce_idx.numel()), "latent_tokens": int(batch.gen_idx.numel()),
+            "vit_tokens": int(batch.vit_idx.numel()), "mask_density": density, "model_tflop_per_step": flops / 1e12,
+            "compiled": device.type == "cuda" and not args.no_compile}
+    print(json.dumps(info, indent=1), flush=True)
+    info["same_batch_ce_mse"] = same_batch_losses(model, ae, batch, device)
+    print("same batch (ce, mse):", info["same_batch_ce_mse"], flush=True)
+    results = {}
+    for kind in args.paths.split(","):
+        try:
+            r = run_path(kind, model, ae, batch, args.steps, args.warmup, opt, device)
+        except torch.OutOfMemoryError as e:
+            r = {"error": f"out of memory: {str(e)[:200]}"}
+            torch.cuda.empty_cache()
+        if "median_s" in r:
+            r["tokens_per_s"] = batch.n_real / r["median_s"]
+            r["tflops"] = flops / r["median_s"] / 1e12
+            r["mfu"] = r["tflops"] / args.peak
+            if device.type == "cuda":
+                r["max_mem_gib"] = torch.cuda.max_memory_allocated() / 2**30
+                torch.cuda.reset_peak_memory_stats()
+        results[kind] = r
+        print(kind, json.dumps(r), flush=True)
+    info["results"] = results
+    print(f"\n{'path':6} {'step s':>8} {'tokens/s':>10} {'TFLOP/s':>8} {'MFU':>6}   ({name}, {batch.n_real} tokens)")
+    for kind, r in results.items():
+        if "median_s" in r:
+            print(f"{kind:6} {r['median_s']:8.3f} {r['tokens_per_s']:10.0f} {r['tflops']:8.1f} {r['mfu']:6.1%}")
+        else:
+            print(f"{kind:6} {r['error']}")
+    if "flex" in results and "dense" in results and "median_s" in results["flex"] and "median_s" in results["dense"]:
+        info["flex_over_dense"] = results["dense"]["median_s"] / results["flex"]["median_s"]
+        print(f"flex / dense speed-up: {info['flex_over_dense']:.2f}x")
+    out = os.environ.get("OUT")
+    if out:
+        Path(out, "bench_mot_train.json").write_text(json.dumps(info, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
