@@ -72,13 +72,15 @@ def ours(paths: list[str], cfg) -> tuple[int, int]:
     return clips, kept
 
 
-def timed(fn, repeat: int):
-    best, out = float("inf"), None
+def timed_interleaved(fns: dict, repeat: int) -> dict:
+    """Best time and last result of each function; rounds interleave them so load spikes hit all alike."""
+    best = {k: (float("inf"), None) for k in fns}
     for _ in range(repeat):
-        t0 = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, out
+        for k, fn in fns.items():
+            t0 = time.perf_counter()
+            out = fn()
+            best[k] = (min(best[k][0], time.perf_counter() - t0), out)
+    return best
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -96,10 +98,13 @@ def main(argv: list[str] | None = None) -> int:
     pc = cfg.probe
     paths = videos(d)
     ours(paths[:1], cfg)  # imports and first-call set-up out of the timings
-    t_ours, (clips, kept) = timed(lambda: ours(paths, cfg), args.repeat)
-    t_same, frames = timed(lambda: decord_pass(paths, pc.decode_side, pc.analysis_stride, pc.max_frames), args.repeat)
-    t_thumb, _ = timed(lambda: decord_pass(paths, pc.analysis_side, pc.analysis_stride, pc.max_frames), args.repeat)
-    t_cv, all_frames = timed(lambda: opencv_full(paths), args.repeat)
+    r = timed_interleaved({
+        "ours": lambda: ours(paths, cfg),
+        "same": lambda: decord_pass(paths, pc.decode_side, pc.analysis_stride, pc.max_frames),
+        "thumb": lambda: decord_pass(paths, pc.analysis_side, pc.analysis_stride, pc.max_frames),
+        "cv": lambda: opencv_full(paths),
+    }, args.repeat)
+    (t_ours, (clips, kept)), (t_same, frames), (t_thumb, _), (t_cv, all_frames) = r["ours"], r["same"], r["thumb"], r["cv"]
     print(f"{len(paths)} videos, {all_frames} frames; stages 1-5 analyse {frames} frames "
           f"(stride {pc.analysis_stride}, decode side {pc.decode_side}, thumbnails {pc.analysis_side}); "
           f"{clips} clips, {kept} kept")

@@ -53,7 +53,7 @@ def make_captioner(cfg: CaptionerConfig, cache_dir: Path | str | None = None) ->
 
         try:
             cache = RequestCache(Path(cache_dir) / CACHE_FILE)
-        except Exception as e:  # sqlite3 errors and OSError both mean: this directory cannot hold it
+        except Exception as e:  # noqa: BLE001  sqlite3 errors and OSError both mean: this directory cannot hold it
             captioner.close()
             raise CaptionerConfigError(f"cannot open the request cache in {cache_dir}: {e}") from None
         captioner = CachedCaptioner(captioner, cache)
@@ -63,5 +63,9 @@ def make_captioner(cfg: CaptionerConfig, cache_dir: Path | str | None = None) ->
 def build_request(prompt_id: str, images=(), max_tokens: int | None = None, **variables) -> CaptionRequest:
     """A request for a registered prompt with its own token budget unless ``max_tokens`` is given."""
     prompt = get_prompt(prompt_id)
-    return CaptionRequest(prompt_id=prompt_id, variables=variables, images=tuple(images),
-                          max_tokens=prompt.max_tokens if max_tokens is None else max_tokens)
+    return CaptionRequest(
+        prompt_id=prompt_id,
+        variables=variables,
+        images=tuple(images),
+        max_tokens=prompt.max_tokens if max_tokens is None else max_tokens,
+    )

@@ -70,15 +70,16 @@ class RequestCache:
         unique = list(dict.fromkeys(keys))
         with self._lock:
             for start in range(0, len(unique), 500):  # SQLite caps bound parameters per statement
-                part = unique[start:start + 500]
+                part = unique[start : start + 500]
                 rows = self._db.execute(
                     "SELECT key, text, status, prompt_tokens, output_tokens FROM captions WHERE key IN"
                     f" ({','.join('?' * len(part))})",
                     part,
                 ).fetchall()
                 for key, text, status, pt, ot in rows:
-                    found[key] = CaptionResult(text=text, status=status, prompt_tokens=pt, output_tokens=ot,
-                                               cached=True)
+                    found[key] = CaptionResult(
+                        text=text, status=status, prompt_tokens=pt, output_tokens=ot, cached=True
+                    )
         return found
 
     def put_many(self, items: list[tuple[str, CaptionResult]]) -> None:

@@ -72,7 +72,7 @@ class HFCaptioner:
         bs = max(1, self.cfg.batch_size)
         for items in groups.values():
             for start in range(0, len(items), bs):
-                chunk = items[start:start + bs]
+                chunk = items[start : start + bs]
                 for (i, _), res in zip(chunk, self._run_batch([p for _, p in chunk])):
                     results[i] = res
         return results  # type: ignore[return-value]
@@ -81,7 +81,7 @@ class HFCaptioner:
         started = time.perf_counter()
         try:
             inputs = self._encode(preps)
-        except Exception as e:  # the processor's own checks (size, aspect ratio) raise many kinds
+        except Exception as e:  # noqa: BLE001  the processor's own checks (size, aspect ratio) raise many kinds
             if len(preps) == 1:
                 return [error_result(f"the processor rejected the request: {e}", started)]
             return [self._run_batch([p])[0] for p in preps]
@@ -123,8 +123,15 @@ class HFCaptioner:
             kept = row if end is None else row[:end]
             text = self.processor.tokenizer.decode(kept, skip_special_tokens=True).strip()
             status = "truncated" if end is None and len(row) >= req.max_tokens else "ok"
-            results.append(CaptionResult(text=text, status=status, prompt_tokens=int(n_prompt),
-                                         output_tokens=len(row) if end is None else end + 1, latency_s=share))
+            results.append(
+                CaptionResult(
+                    text=text,
+                    status=status,
+                    prompt_tokens=int(n_prompt),
+                    output_tokens=len(row) if end is None else end + 1,
+                    latency_s=share,
+                )
+            )
         return results
 
     def close(self) -> None:

@@ -112,5 +112,6 @@ def prepare(request: CaptionRequest, decode: bool = True) -> Prepared:
 
 
 def error_result(reason: str, started: float | None = None) -> CaptionResult:
-    return CaptionResult(text="", status="error", error=reason,
-                         latency_s=0.0 if started is None else time.perf_counter() - started)
+    return CaptionResult(
+        text="", status="error", error=reason, latency_s=0.0 if started is None else time.perf_counter() - started
+    )

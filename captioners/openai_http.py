@@ -106,7 +106,7 @@ class OpenAICaptioner:
             return error_result(str(e), started)
         try:
             return self._send(payload, started)
-        except Exception as e:  # I/O boundary: whatever breaks, this request alone fails
+        except Exception as e:  # noqa: BLE001  I/O boundary: whatever breaks, this request alone fails
             return error_result(f"request failed: {type(e).__name__}: {e}", started)
 
     def _payload(self, prep: Prepared) -> dict:
@@ -124,8 +124,14 @@ class OpenAICaptioner:
                     parts.append(c)
             messages.append({"role": m["role"], "content": parts})
         req = prep.request
-        return {"model": self.model, "messages": messages, "max_tokens": req.max_tokens,
-                "temperature": req.temperature, "top_p": req.top_p, "seed": req.seed}
+        return {
+            "model": self.model,
+            "messages": messages,
+            "max_tokens": req.max_tokens,
+            "temperature": req.temperature,
+            "top_p": req.top_p,
+            "seed": req.seed,
+        }
 
     def _send(self, payload: dict, started: float) -> CaptionResult:
         httpx = self._httpx
@@ -185,5 +191,4 @@ def _parse(r, started: float) -> CaptionResult:
             latency_s=time.perf_counter() - started,
         )
     except (ValueError, KeyError, IndexError, TypeError, AttributeError) as e:
-        return error_result(f"malformed response from the server ({type(e).__name__}: {e}): {r.text[:200]!r}",
-                            started)
+        return error_result(f"malformed response from the server ({type(e).__name__}: {e}): {r.text[:200]!r}", started)

@@ -125,4 +125,4 @@ TOPIC_LABEL = Prompt(
 
 register(CHANGE_CAPTION, IMAGE_CAPTION, SUMMARIZE, TOPIC_LABEL)
 
-from . import prompts_reasoning  # noqa: E402,F401  (registers the reasoning prompts)
+from . import prompts_reasoning  # noqa: F401  (registers the reasoning prompts)

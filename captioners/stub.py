@@ -17,9 +17,42 @@ from .base import CaptionerConfig, CaptionRequest, CaptionResult
 from .inputs import RequestError, error_result, image_fingerprint, prepare
 
 _WORDS = (
-    "the", "camera", "pans", "left", "right", "person", "picks", "up", "a", "red", "cup", "car", "moves",
-    "closer", "scene", "cuts", "to", "kitchen", "hand", "opens", "door", "zooms", "in", "on", "screen",
-    "dog", "runs", "across", "street", "light", "turns", "green", "blue", "box", "slides", "away",
+    "the",
+    "camera",
+    "pans",
+    "left",
+    "right",
+    "person",
+    "picks",
+    "up",
+    "a",
+    "red",
+    "cup",
+    "car",
+    "moves",
+    "closer",
+    "scene",
+    "cuts",
+    "to",
+    "kitchen",
+    "hand",
+    "opens",
+    "door",
+    "zooms",
+    "in",
+    "on",
+    "screen",
+    "dog",
+    "runs",
+    "across",
+    "street",
+    "light",
+    "turns",
+    "green",
+    "blue",
+    "box",
+    "slides",
+    "away",
 )
 
 
@@ -55,8 +88,9 @@ class StubCaptioner:
         status = "ok"
         if len(words) > req.max_tokens:
             words, status = words[: req.max_tokens], "truncated"
-        return CaptionResult(text=" ".join(words), status=status, prompt_tokens=len(prep.text.split()),
-                             output_tokens=len(words))
+        return CaptionResult(
+            text=" ".join(words), status=status, prompt_tokens=len(prep.text.split()), output_tokens=len(words)
+        )
 
     def close(self) -> None:
         pass

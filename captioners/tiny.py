@@ -101,7 +101,13 @@ def build_processor(tokenizer, family: str = "qwen2_vl", min_pixels: int = 56 * 
         from transformers import Qwen2_5_VLProcessor as Processor
     else:
         raise ValueError(f"unknown processor family {family!r}")
-    pix = dict(min_pixels=min_pixels, max_pixels=max_pixels, patch_size=14, temporal_patch_size=2, merge_size=2)
+    pix = {
+        "min_pixels": min_pixels,
+        "max_pixels": max_pixels,
+        "patch_size": 14,
+        "temporal_patch_size": 2,
+        "merge_size": 2,
+    }
     return Processor(
         image_processor=Qwen2VLImageProcessorPil(**pix),
         video_processor=Qwen2VLVideoProcessor(**pix),
@@ -116,24 +122,30 @@ def tiny_config(tokenizer):
 
     ids = token_ids(tokenizer)
     return Qwen2VLConfig(
-        text_config=dict(
-            vocab_size=len(tokenizer),
-            hidden_size=128,
-            intermediate_size=256,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            num_key_value_heads=1,
-            max_position_embeddings=2048,
+        text_config={
+            "vocab_size": len(tokenizer),
+            "hidden_size": 128,
+            "intermediate_size": 256,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "num_key_value_heads": 1,
+            "max_position_embeddings": 2048,
             # the three M-RoPE sections sum to head_dim / 2
-            rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [8, 12, 12]},
-            bos_token_id=ids["bos_token_id"],
-            eos_token_id=ids["eos_token_id"],
-            pad_token_id=ids["pad_token_id"],
-        ),
-        vision_config=dict(
-            depth=2, embed_dim=128, hidden_size=128, num_heads=2, mlp_ratio=2, patch_size=14,
-            spatial_merge_size=2, temporal_patch_size=2,
-        ),
+            "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [8, 12, 12]},
+            "bos_token_id": ids["bos_token_id"],
+            "eos_token_id": ids["eos_token_id"],
+            "pad_token_id": ids["pad_token_id"],
+        },
+        vision_config={
+            "depth": 2,
+            "embed_dim": 128,
+            "hidden_size": 128,
+            "num_heads": 2,
+            "mlp_ratio": 2,
+            "patch_size": 14,
+            "spatial_merge_size": 2,
+            "temporal_patch_size": 2,
+        },
         image_token_id=ids["image_token_id"],
         video_token_id=ids["video_token_id"],
         vision_start_token_id=ids["vision_start_token_id"],
@@ -174,6 +186,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     out = make_tiny_vlm(args.dir, seed=args.seed)
-    print(f"tiny VLM written to {out} (random weights: its text is gibberish); load it with any backend, "
-          f"e.g. CaptionerConfig(backend='hf', model='{out}')")
+    print(
+        f"tiny VLM written to {out} (random weights: its text is gibberish); load it with any backend, "
+        f"e.g. CaptionerConfig(backend='hf', model='{out}')"
+    )
     return 0

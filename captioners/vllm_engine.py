@@ -50,7 +50,7 @@ class VLLMCaptioner:
                 results[i] = error_result(str(e))
         bs = max(1, self.cfg.batch_size)
         for start in range(0, len(ready), bs):
-            chunk = ready[start:start + bs]
+            chunk = ready[start : start + bs]
             for (i, _), res in zip(chunk, self._run([p for _, p in chunk])):
                 results[i] = res
         return results  # type: ignore[return-value]
@@ -59,25 +59,36 @@ class VLLMCaptioner:
         started = time.perf_counter()
         convs = [_vllm_messages(p) for p in preps]
         params = [
-            self._sampling(max_tokens=p.request.max_tokens, temperature=p.request.temperature,
-                           top_p=p.request.top_p, seed=p.request.seed)
+            self._sampling(
+                max_tokens=p.request.max_tokens,
+                temperature=p.request.temperature,
+                top_p=p.request.top_p,
+                seed=p.request.seed,
+            )
             for p in preps
         ]
         try:
             outputs = self.llm.chat(convs, sampling_params=params, use_tqdm=False)
-        except Exception as e:  # vLLM raises many kinds for one bad input; it aborts the chunk's requests
+        except Exception as e:  # noqa: BLE001  vLLM raises many kinds for one bad input; it aborts the chunk's requests
             if len(preps) == 1:
-                return [error_result(f"vLLM rejected the request: {str(e).splitlines()[0] if str(e) else e!r}",
-                                     started)]
+                return [
+                    error_result(f"vLLM rejected the request: {str(e).splitlines()[0] if str(e) else e!r}", started)
+                ]
             return [self._run([p])[0] for p in preps]
         share = (time.perf_counter() - started) / len(preps)
         results = []
         for out in outputs:
             comp = out.outputs[0]
             status = "truncated" if comp.finish_reason == "length" else "ok"
-            results.append(CaptionResult(text=comp.text.strip(), status=status,
-                                         prompt_tokens=len(out.prompt_token_ids or ()),
-                                         output_tokens=len(comp.token_ids), latency_s=share))
+            results.append(
+                CaptionResult(
+                    text=comp.text.strip(),
+                    status=status,
+                    prompt_tokens=len(out.prompt_token_ids or ()),
+                    output_tokens=len(comp.token_ids),
+                    latency_s=share,
+                )
+            )
         return results
 
     def close(self) -> None:

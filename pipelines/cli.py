@@ -61,6 +61,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    finally:
+        _shutdown_ray()
+
+
+def _shutdown_ray() -> None:
+    """The executor stops a Ray it started; this catches any other use, so a command never leaves Ray behind."""
+    ray = sys.modules.get("ray")
+    if ray is not None and getattr(ray, "is_initialized", lambda: False)():
+        ray.shutdown()
 
 
 if __name__ == "__main__":

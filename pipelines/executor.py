@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -36,8 +37,9 @@ class RunConfig:
     """Where and how a pipeline runs.
 
     out_dir: output directory (shards, manifest/, summary.json).
-    executor: ``ray`` (a local Ray instance unless ray_address is set) or ``local`` (in-process).
-    ray_address: join a running cluster (``auto`` or ``ray://host:port``).
+    executor: ``ray`` (a fresh local Ray instance unless a cluster is named) or ``local`` (in-process).
+    ray_address: join a running cluster (``auto``, ``host:port`` or ``ray://host:port``); without it the
+        RAY_ADDRESS environment variable (set by ``ray job submit``) is used when present.
     num_cpus: CPUs for a local Ray instance (default: all).
     max_samples_per_shard / max_shard_bytes: shard rollover limits.
     chunk_size: records per in-process chunk.
@@ -113,7 +115,10 @@ def _final_records(out_dir: Path) -> dict[str, dict]:
 
 def _attempt(out_dir: Path, run_info: dict) -> int:
     runs = out_dir / "runs.jsonl"
-    n = sum(1 for _ in open(runs)) if runs.exists() else 0
+    n = 0
+    if runs.exists():
+        with open(runs, encoding="utf-8") as f:
+            n = sum(1 for _ in f)
     with open(runs, "a") as f:
         f.write(json.dumps({"attempt": n, "started": time.time(), **run_info}, default=str) + "\n")
     return n
@@ -142,7 +147,7 @@ def run_pipeline(stages: list[Stage], inputs: list[dict], run: RunConfig, name: 
         if pending and run.executor == "ray":
             ray, started = _ray_init(run)  # before anything is written: an unreachable cluster is a ConfigError
             plan = plan_cpus(stages, float(ray.cluster_resources().get("CPU", 1)))
-            if not run.ray_address:
+            if not _cluster_address(run):  # a cluster may add GPU nodes on demand; a local instance cannot
                 _check_gpus(stages, float(ray.cluster_resources().get("GPU", 0)))
         out.mkdir(parents=True, exist_ok=True)
         removed = clean_incomplete(out)  # incomplete shards hold no final records: pending is unaffected
@@ -163,7 +168,7 @@ def run_pipeline(stages: list[Stage], inputs: list[dict], run: RunConfig, name: 
             ray.shutdown()
     summary = summarize(_final_records(out), ids, time.time() - t0, pipeline=name, attempt=attempt,
                         resumed_inputs=len(inputs) - len(pending))
-    shards = sorted(p.name for p in out.glob("*.tar") if SHARD_RE.match(p.name))
+    shards = sorted(p.name for p in out.glob("*.tar") if SHARD_RE.match(p.name) and is_complete(p))
     summary["shards"] = len(shards)
     tmp = out / "summary.json.tmp"
     tmp.write_text(json.dumps(summary, indent=1, sort_keys=True))
@@ -203,13 +208,22 @@ def _ray_init(run: RunConfig):
     if ray.is_initialized():
         return ray, False
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    kw = {"address": run.ray_address} if run.ray_address else {"num_cpus": run.num_cpus, "include_dashboard": False}
+    if _cluster_address(run):
+        kw = {"address": _cluster_address(run)}
+    else:
+        # "local": a fresh instance even when another one (a `ray start` by someone else) runs on this machine
+        kw = {"address": "local", "num_cpus": run.num_cpus, "include_dashboard": False}
     try:
         ray.init(log_to_driver=False, logging_level=logging.WARNING, **kw)
     except (ConnectionError, RuntimeError, ValueError) as e:
-        where = f"the Ray cluster at {run.ray_address!r}" if run.ray_address else "a local Ray instance"
+        where = f"the Ray cluster at {_cluster_address(run)!r}" if _cluster_address(run) else "a local Ray instance"
         raise ConfigError(f"could not start or join {where}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
     return ray, True
+
+
+def _cluster_address(run: RunConfig) -> str | None:
+    """The cluster to join: ``ray_address``, else RAY_ADDRESS (set for drivers of ``ray job submit``)."""
+    return run.ray_address or os.environ.get("RAY_ADDRESS") or None
 
 
 def plan_cpus(stages: list[Stage], total_cpus: float) -> tuple[list[float], float]:
@@ -330,13 +344,14 @@ def _part_records(out: Path, part: str) -> list[dict]:
     if not path.exists():
         return []
     recs = []
-    for line in open(path, encoding="utf-8"):
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(rec, dict) and "id" in rec:
-            recs.append(rec)
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(rec, dict) and "id" in rec:
+                recs.append(rec)
     return recs
 
 
@@ -352,12 +367,16 @@ def _run_ray(ray, plan, stages, pending, run, out, prefix, done_units) -> None:
             # a caption batch is pure work, and a stage error is already a failed record, never a raise.
             # Said explicitly (it is also Ray Data's default) because differing remote args also keep Ray
             # Data from fusing the CPU task stage before into this pool, so CPU stages scale on their own
-            ds = ds.map_batches(_actor_class(st), batch_size=st.batch_size,
-                                compute=ray.data.ActorPoolStrategy(min_size=lo, max_size=hi),
-                                num_cpus=cpus, num_gpus=st.num_gpus or None, max_restarts=-1, max_task_retries=-1,
-                                batch_format="numpy", zero_copy_batch=False)
+            with warnings.catch_warnings():  # Ray 2.60 flags these two as to-be-renamed; they still work
+                warnings.simplefilter("ignore", DeprecationWarning)
+                ds = ds.map_batches(_actor_class(st), batch_size=st.batch_size,
+                                    compute=ray.data.ActorPoolStrategy(min_size=lo, max_size=hi),
+                                    num_cpus=cpus, num_gpus=st.num_gpus or None, max_restarts=-1, max_task_retries=-1,
+                                    batch_format="numpy", zero_copy_batch=False)
         else:
-            ds = ds.map_batches(_TaskStage(st, run.task_time_limit_s, run.task_memory_limit_mb),
+            # a per-stage subclass, so Ray Data's operator names and stats say which stage it is
+            task = type(st.name, (_TaskStage,), {})(st, run.task_time_limit_s, run.task_memory_limit_mb)
+            ds = ds.map_batches(task,
                                 batch_size=st.batch_size, num_cpus=cpus, batch_format="numpy", zero_copy_batch=False)
     ds.write_datasink(_make_sink(out, prefix, done_units, run), ray_remote_args={"num_cpus": writer_cpus})
     _write_ray_stats(ds, out, prefix)

@@ -30,7 +30,7 @@ h1 { font-size: 20px; margin: 0 0 4px; }
 .seg.text p { white-space: pre-wrap; margin: 4px 0 0; }
 .seg.text.noloss p { color: #666; }
 .seg.image figure { margin: 0; }
-.seg.image img { max-width: 100%; border: 1px solid #ccc; display: block; }
+.seg.image img { max-width: 100%; min-width: 48px; image-rendering: pixelated; border: 1px solid #ccc; display: block; }
 .seg.image figcaption { font-size: 12px; color: #555; margin-top: 3px; }
 .broken { color: #a00; font-weight: 600; }
 details { margin-top: 10px; } summary { cursor: pointer; color: #555; }

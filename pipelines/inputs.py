@@ -46,7 +46,7 @@ def is_remote(uri: str) -> bool:
 
 
 def local_path(uri: str) -> str:
-    return uri[len("file://"):] if uri.startswith("file://") else uri
+    return uri.removeprefix("file://")
 
 
 def input_id(uri: str) -> str:

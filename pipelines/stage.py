@@ -74,7 +74,7 @@ def apply_stage(stage: Stage, batch: list[dict], state: Any = None) -> list[dict
         return batch
     try:
         done = _call(stage, todo, state)
-    except Exception:
+    except Exception:  # noqa: BLE001 - retried record by record below, so the culprit is found
         done = []
         for r in todo:
             try:

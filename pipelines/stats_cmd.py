@@ -35,9 +35,9 @@ def load_summary(out: Path) -> tuple[dict | None, str]:
     records = load_manifest(out)
     try:
         ids = json.loads((out / "inputs.json").read_text(encoding="utf-8"))
-        if not isinstance(ids, list):
-            raise ValueError
     except (OSError, ValueError):
+        ids = None
+    if not isinstance(ids, list):
         ids = sorted({r["input"] for r in records.values() if isinstance(r.get("input"), str)})
         note += "; inputs.json is missing, so inputs are those the manifest mentions"
     summary = summarize(records, ids, 0.0)

@@ -38,7 +38,7 @@ class ManifestWriter:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._f = open(self.path, "a", encoding="utf-8")
+        self._f = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - held open for the writer's lifetime
 
     def append(self, records: list[dict]) -> None:
         if not records:

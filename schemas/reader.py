@@ -46,7 +46,7 @@ def _check_end(shard: str, path: Path, offset: int) -> None:
 def _is_plain_tar(path: Path) -> bool:
     with open(path, "rb") as f:
         head = f.read(6)
-    return not (head.startswith(b"\x1f\x8b") or head.startswith(b"BZh") or head.startswith(b"\xfd7zXZ"))
+    return not head.startswith((b"\x1f\x8b", b"BZh", b"\xfd7zXZ"))
 
 
 def iter_members(path: str | Path, max_member_bytes: int = MAX_MEMBER_BYTES) -> Iterator[tuple[str, dict[str, bytes]]]:

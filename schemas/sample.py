@@ -141,7 +141,7 @@ class Sample:
     def texts(self) -> list[TextSegment]:
         return [s for s in self.segments if isinstance(s, TextSegment)]
 
-    def replace(self, **changes) -> "Sample":
+    def replace(self, **changes) -> Sample:
         return dataclasses.replace(self, **changes)
 
     def to_json(self) -> dict:

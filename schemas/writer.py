@@ -106,7 +106,7 @@ class ShardWriter:
             path = self.out_dir / shard_name(self.prefix, self.index)
             self.index += 1
             tmp = path.with_name(path.name + ".tmp")
-            self.current = _Open(path, tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT))
+            self.current = _Open(path, tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT))  # noqa: SIM115 - closed in _finish
         cur = self.current
         for name, data in members:
             info = tarfile.TarInfo(name)
@@ -138,7 +138,7 @@ class ShardWriter:
     def close(self) -> None:
         self._finish()
 
-    def __enter__(self) -> "ShardWriter":
+    def __enter__(self) -> ShardWriter:  # noqa: PYI034 - typing.Self needs Python 3.11
         return self
 
     def __exit__(self, *exc) -> None:

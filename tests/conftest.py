@@ -50,6 +50,6 @@ def ray_local():
     """One real local Ray instance for the whole test session (2 CPUs, no dashboard)."""
     ray = pytest.importorskip("ray")
     if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()

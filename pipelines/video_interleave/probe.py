@@ -17,6 +17,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
@@ -52,7 +53,7 @@ class Decoded:
 def scaled_size(w: int, h: int, side: int) -> tuple[int, int]:
     """Even (width, height) with the longest side at most ``side``, aspect kept (never upscaled)."""
     s = min(1.0, side / max(w, h))
-    return max(2, int(round(w * s / 2)) * 2), max(2, int(round(h * s / 2)) * 2)
+    return max(2, round(w * s / 2) * 2), max(2, round(h * s / 2) * 2)
 
 
 def read_header(path: str) -> dict:
@@ -221,7 +222,7 @@ def run_with_deadline(fn, timeout_s: float):
     return box["result"]
 
 
-def _probe_one(rec: dict, cfg: ProbeConfig, cancel: threading.Event, path: str) -> tuple[dict | None, Decoded | None]:
+def _probe_one(cancel: threading.Event, cfg: ProbeConfig, path: str) -> tuple[dict | None, Decoded | None]:
     header = None
     try:
         header = read_header(path)
@@ -281,7 +282,7 @@ def probe_videos(batch: list[dict], cfg: ProbeConfig) -> list[dict]:
                     out.append(fail(rec, STAGE, "not_found", f"input file does not exist: {uri}"))
                     continue
             left = max(0.001, cfg.time_limit_s - (time.monotonic() - t0))
-            info, d = run_with_deadline(lambda cancel: _probe_one(rec, cfg, cancel, path), left)
+            info, d = run_with_deadline(partial(_probe_one, cfg=cfg, path=path), left)
         except FetchError as e:
             out.append(fail(rec, STAGE, e.kind, str(e)))
             continue

@@ -53,8 +53,8 @@ def change_scores(thumbs: np.ndarray) -> np.ndarray:
 def detect_cuts(scores: np.ndarray, steps_per_s: float, cfg: ShotConfig) -> list[int]:
     """Positions (in analysed frames) where a new shot starts."""
     n = len(scores)
-    win = max(2, int(round(cfg.window_s * steps_per_s / 2)))
-    min_gap = max(1, int(round(cfg.min_shot_s * steps_per_s)))
+    win = max(2, round(cfg.window_s * steps_per_s / 2))
+    min_gap = max(1, round(cfg.min_shot_s * steps_per_s))
     cuts: list[int] = []
     for i in range(1, n):
         s = scores[i]

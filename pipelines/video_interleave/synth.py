@@ -78,15 +78,16 @@ def write_frames(path: str | Path, frames: np.ndarray, fps: float = 30.0, codec:
     """Write RGB frames as ``h264`` (PyAV, libx264, yuv420p) or ``mp4v`` (OpenCV)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    n, h, w = frames.shape[:3]
+    _n, h, w = frames.shape[:3]
     if codec == "h264":
-        import av
         from fractions import Fraction
+
+        import av
 
         with av.open(str(path), "w") as c:
             s = c.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
             s.width, s.height, s.pix_fmt = w, h, "yuv420p"
-            s.options = {"preset": "ultrafast", "crf": "20", "g": str(int(round(fps)))}
+            s.options = {"preset": "ultrafast", "crf": "20", "g": str(round(fps))}
             for f in frames:
                 for pkt in s.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")):
                     c.mux(pkt)

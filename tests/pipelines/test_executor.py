@@ -4,6 +4,7 @@ and configuration errors before any work."""
 from __future__ import annotations
 
 import json
+import re
 import sys
 
 import pytest
@@ -13,7 +14,6 @@ from pipelines.config import ConfigError
 from pipelines.executor import RunConfig, plan_cpus, run_pipeline
 from pipelines.stage import Stage, drop, new_record, split
 from schemas import ImageSegment, Sample, Source, TextSegment, load_manifest, read_samples
-
 
 # ------------------------------------------------------------------ a small pipeline with every kind of outcome
 # input n: split into n % 4 parts (0 parts: the input is filtered as a whole); part 1 of each input is
@@ -97,9 +97,8 @@ def test_local_run_accounts_for_every_input(tmp_path):
 
 @pytest.mark.timeout(180)
 def test_ray_gives_the_same_results_as_in_process(tmp_path, ray_local):
-    import ray.cloudpickle
-
     import conftest
+    import ray.cloudpickle
 
     # the stage functions live in the tests, not in an installed module: ship them by value
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -113,6 +112,15 @@ def test_ray_gives_the_same_results_as_in_process(tmp_path, ray_local):
     for i, rec in _outcomes(out_local).items():
         assert {k: v for k, v in _outcomes(out_ray)[i].items()} == rec, i
     assert _samples(out_ray) == _samples(out_local)
+
+    # a Ray run that died before one shard's stats file: resume on Ray redoes exactly that shard's records
+    lost = min(out_ray.glob("shard-*_stats.json"))
+    lost_keys = json.loads(lost.read_text())["keys"]
+    lost.unlink()
+    resumed, _ = _run(tmp_path, "ray")
+    assert resumed["attempt"] == 1 and resumed["resumed_inputs"] == INPUTS - len({k.split("_")[0] for k in lost_keys})
+    assert _samples(out_ray) == _samples(out_local)
+    assert _outcomes(out_ray) == _outcomes(out_local)
 
 
 def test_actor_pools_never_take_every_cpu():
@@ -157,3 +165,44 @@ def test_gpu_stage_without_gpus_on_local_ray_fails_before_any_work(tmp_path, ray
     with pytest.raises(ConfigError, match="needs 1 GPU"):
         run_pipeline([stage], [new_record("x")], RunConfig(out_dir=str(tmp_path / "out")), "t")
     assert not (tmp_path / "out").exists()
+
+
+RAY_SCRIPT = r'''
+import sys
+import ray
+from pipelines.executor import RunConfig, run_pipeline
+from pipelines.stage import Stage, new_record
+from schemas import Sample, Source, TextSegment
+
+def make(batch, cfg):
+    return [{**r, "sample": Sample(key=r["id"], kind="web", segments=(TextSegment(r["id"]),), source=Source("mem://x"))}
+            for r in batch]
+
+def setup(cfg):
+    return object()
+
+def keep(batch, cfg, state):
+    return batch
+
+stages = [Stage("make", make), Stage("a", keep, setup=setup, concurrency=2), Stage("b", keep, setup=setup)]
+s = run_pipeline(stages, [new_record(f"i-{i}") for i in range(30)],
+                 RunConfig(out_dir=sys.argv[1], executor="ray", num_cpus=2, max_samples_per_shard=10), "t")
+print("WRITTEN", s["written"], "SHARDS", s["shards"], "RAY_STILL_UP", ray.is_initialized())
+'''
+
+
+@pytest.mark.timeout(200)
+def test_ray_run_started_by_the_executor_is_quiet_does_not_deadlock_and_shuts_ray_down(tmp_path):
+    """Two actor pools on 2 CPUs (the deadlock of feasibility.md section 4), as a user's driver runs it."""
+    import os
+    import subprocess
+
+    script = tmp_path / "job.py"
+    script.write_text(RAY_SCRIPT)
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    r = subprocess.run([sys.executable, str(script), str(tmp_path / "out")], capture_output=True, text=True,
+                       timeout=180, env=env, check=False)
+    # each write task gets at least max_samples_per_shard records, so 30 records make 3 or 4 shards
+    assert re.search(r"WRITTEN 30 SHARDS [34] RAY_STILL_UP False", r.stdout), r.stdout + r.stderr[-3000:]
+    for noise in ("falling back to serialize as pickled", "logging_progress", "Starting execution", "deprecated"):
+        assert noise not in r.stderr, noise

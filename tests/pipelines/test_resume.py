@@ -52,7 +52,7 @@ print("SUMMARY", summary["written"], summary["filtered"], summary["failed"])
 
 
 def _run(script, out, delay="0"):
-    return subprocess.run([sys.executable, str(script), str(out), delay], capture_output=True, text=True, timeout=120)
+    return subprocess.run([sys.executable, str(script), str(out), delay], capture_output=True, text=True, timeout=120, check=False)
 
 
 def _contents(out: Path) -> dict:

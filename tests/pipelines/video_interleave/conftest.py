@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-
 from video_scenes import FPS, MAIN_SCENES, MP4V_SCENES, SIZE
 
 from pipelines.video_interleave.synth import write_scenes
+
 
 @pytest.fixture(scope="session")
 def synth(tmp_path_factory):

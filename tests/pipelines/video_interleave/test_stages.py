@@ -8,6 +8,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 from PIL import Image
+from video_scenes import SIZE
 
 from captioners.base import CaptionResult
 from pipelines.stage import apply_stage, new_record
@@ -18,8 +19,6 @@ from pipelines.video_interleave.probe import probe_videos
 from pipelines.video_interleave.shots import make_clips, split_shots
 from pipelines.video_interleave.subtitles import parse_subtitles
 from pipelines.video_interleave.synth import render_scene
-
-from video_scenes import SIZE
 
 
 def run_analysis(path, cfg: VideoConfig | None = None) -> list[dict]:
@@ -49,11 +48,11 @@ def test_cuts_found_within_two_frames_and_no_false_cuts(synth, codec):
 
 @pytest.mark.timeout(60)
 def test_static_and_dark_filtered_letterbox_cropped(synth):
-    path, cuts, scenes = synth["h264"]
+    path, _cuts, scenes = synth["h264"]
     out = run_analysis(path)
     by_scene = {}
     for r in out[1:]:
-        start = r.get("clip", {}).get("start_frame")
+        r.get("clip", {}).get("start_frame")
         by_scene[r["id"]] = r
     clips = [r for r in out if r["id"] != "v"]
     assert len(clips) == len(scenes)
@@ -75,7 +74,7 @@ def test_static_and_dark_filtered_letterbox_cropped(synth):
 
 @pytest.mark.timeout(60)
 def test_pillarbox_cropped_in_mp4v(synth):
-    path, cuts, scenes = synth["mp4v"]
+    path, _cuts, _scenes = synth["mp4v"]
     clips = sorted([r for r in run_analysis(path) if r["id"] != "v"], key=lambda r: r["id"])
     l, t, r_, b = clips[1]["crop"]["source_box"]
     bar = SIZE[0] // 8
@@ -112,7 +111,7 @@ def test_sampled_frames_never_straddle_a_cut_and_match_the_scene(synth, codec):
 
 @pytest.mark.timeout(60)
 def test_near_duplicate_frames_dropped(synth):
-    path, cuts, scenes = synth["h264"]
+    path, _cuts, _scenes = synth["h264"]
     cfg = VideoConfig.tiny()
     cfg = replace(cfg, quality=replace(cfg.quality, min_motion=0.0))
     static = [r for r in run_analysis(path, cfg) if r["id"] != "v"]

@@ -1,0 +1,446 @@
+"""``braid spotcheck SHARDS... [--checkpoint RUN_DIR] --n N --out report.html [--seed S]``
+
+One self-contained HTML report on a set of shards, for a look before anyone trains on them.
+
+Always (one pass over every sample): structural statistics per sample kind (image sizes, caption
+lengths, sequence lengths against the token budget, duplicate images and texts across samples) and
+per-sample flags, plus N samples drawn at random (seeded reservoir, as ``braid view``) and rendered as
+``braid view`` renders them. Without a checkpoint the token counts are estimates (about 4 bytes per
+token) under the geometry of ``--config``; with one they are exact under its tokenizer and config.
+
+With ``--checkpoint`` (a ``braid train`` run folder) the drawn samples are also scored by the model
+(``model.score``: mean CE per text segment, velocity MSE per generation target, a sample score), each
+segment is coloured by its score among the drawn samples of its kind, every image gets the model's own
+caption (the text it writes after the sample's context up to that image) and every generation target a
+regenerated image from the context before it; the worst samples are ranked by robust z-score within
+their kind and the score distributions are plotted per kind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import io
+import os
+import random
+import re
+import sys
+from collections import Counter, defaultdict
+from pathlib import Path
+
+from schemas import ImageSegment, SampleError, ShardError, TextSegment, decode_sample, iter_members
+
+from .html import details, esc, page, render_image, render_text, thumbnail_data_uri
+from .view import reservoir, shard_paths
+
+CSS = """
+table.stats { border-collapse: collapse; background: #fff; margin: 0 0 18px; font-size: 13px; }
+table.stats td, table.stats th { border: 1px solid #ddd; padding: 3px 8px; text-align: right; }
+table.stats td:first-child, table.stats th:first-child { text-align: left; }
+.scored { border-radius: 5px; padding: 2px 8px; margin: 6px 0; }
+.score { font: 12px ui-monospace, monospace; color: #333; }
+.model { display: flex; gap: 14px; align-items: flex-start; margin: 4px 0 0 12px; font-size: 13px; }
+.model .caption { background: #eef3ff; border-left: 3px solid #6b8cff; padding: 3px 8px; max-width: 480px; }
+.model img { border: 1px dashed #6b8cff; }
+.flags { color: #a00; font-size: 13px; margin: 4px 0; }
+.problems { background: #fff0f0; border: 1px solid #e0a0a0; padding: 8px 12px; margin-bottom: 18px; }
+img.plot { max-width: 100%; background: #fff; border: 1px solid #ddd; margin: 0 0 18px; }
+ol.worst li { margin: 2px 0; }
+"""
+CHANGE_CAPTION_MAX_WORDS = 30  # BAGEL's change captions: at most about 30 tokens
+
+
+class _ByteTokens:
+    """A stand-in tokenizer for estimates without a checkpoint: about one token per 4 UTF-8 bytes."""
+
+    bos = eos = vision_start = vision_end = pad = 0
+
+    @staticmethod
+    def encode(text: str) -> list[int]:
+        return [0] * -(-len(text.encode("utf-8")) // 4)
+
+
+def _words(text: str) -> int:
+    return len(re.findall(r"\S+", text))
+
+
+def _norm_text(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+# ----------------------------------------------------------------------------------------- structure
+
+
+class Structure:
+    """Per-kind statistics and per-sample flags over every sample read."""
+
+    def __init__(self, mcfg, dcfg, tok):
+        self.mcfg, self.dcfg, self.tok = mcfg, dcfg, tok
+        self.kinds: dict[str, dict] = defaultdict(lambda: defaultdict(list))
+        self.image_owner: dict[str, str] = {}
+        self.text_owner: dict[str, str] = {}
+        self.keys: Counter = Counter()
+        self.flags: dict[str, list[str]] = {}
+        self.where: dict[str, str] = {}
+
+    def add(self, shard: str, sample) -> None:
+        from model.data import plan_sample
+
+        k = self.kinds[sample.kind]
+        flags: list[str] = []
+        self.keys[sample.key] += 1
+        if self.keys[sample.key] > 1:
+            flags.append("key repeats an earlier sample's")
+        k["samples"].append(1)
+        n_img = 0
+        for i, seg in enumerate(sample.segments):
+            if isinstance(seg, ImageSegment):
+                n_img += 1
+                k["long_side"].append(max(seg.width, seg.height))
+                k["short_side"].append(min(seg.width, seg.height))
+                owner = self.image_owner.setdefault(seg.sha256, sample.key)
+                dup = owner != sample.key or seg.sha256 in {s.sha256 for s in sample.segments[:i]
+                                                           if isinstance(s, ImageSegment)}
+                k["dup_image"].append(int(dup))
+                if dup:
+                    flags.append(f"segment {i}: the same image as in {owner}")
+                size = _decoded_size(seg.data)
+                if size is None:
+                    flags.append(f"segment {i}: image does not decode")
+                elif size != (seg.width, seg.height):
+                    flags.append(f"segment {i}: image is {size[0]}x{size[1]}, declared {seg.width}x{seg.height}")
+                if not 0.5 <= seg.width / max(1, seg.height) <= 2.0:
+                    flags.append(f"segment {i}: aspect ratio {seg.width}x{seg.height} is outside 1:2 to 2:1")
+            else:
+                words = _words(seg.text)
+                k["words"].append(words)
+                if not words:
+                    flags.append(f"segment {i}: empty text")
+                if seg.role == "change" and words > CHANGE_CAPTION_MAX_WORDS:
+                    flags.append(f"segment {i}: change caption of {words} words (over {CHANGE_CAPTION_MAX_WORDS})")
+                norm = _norm_text(seg.text)
+                if _words(norm) >= 3 and seg.role not in ("system",):
+                    owner = self.text_owner.setdefault(norm, sample.key)
+                    k["dup_text"].append(int(owner != sample.key))
+                    if owner != sample.key:
+                        flags.append(f"segment {i}: text repeats {owner}'s")
+        k["images"].append(n_img)
+        if not any(isinstance(s, ImageSegment) and s.generation for s in sample.segments) and not any(
+                isinstance(s, TextSegment) and s.loss for s in sample.segments):
+            flags.append("nothing carries loss (no loss text, no generation target)")
+        n_tokens = plan_sample(sample, self.tok, self.mcfg, self.dcfg, None).n_tokens
+        k["tokens"].append(n_tokens)
+        if n_tokens > self.dcfg.max_tokens:
+            flags.append(f"{n_tokens} tokens, over the budget of {self.dcfg.max_tokens}")
+        k["flagged"].append(int(bool(flags)))
+        self.flags[sample.key] = flags
+        self.where[sample.key] = shard
+
+    def table(self, exact: bool) -> str:
+        heads = ["kind", "samples", "images / sample", "image long side (median)", "text words (median)",
+                 f"tokens / sample ({'exact' if exact else 'estimated'}, median)", "over budget", "duplicate images",
+                 "duplicate texts", "samples flagged"]
+        rows = []
+        for kind in sorted(self.kinds):
+            k = self.kinds[kind]
+            n = len(k["samples"])
+            over = sum(t > self.dcfg.max_tokens for t in k["tokens"])
+            rows.append([kind, n, f"{_mean(k['images']):.2f}", _med(k["long_side"]), _med(k["words"]),
+                         _med(k["tokens"]), over, _rate(k["dup_image"]), _rate(k["dup_text"]), _rate(k["flagged"])])
+        head = "".join(f"<th>{esc(h)}</th>" for h in heads)
+        body = "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in r) + "</tr>" for r in rows)
+        return f'<table class="stats"><tr>{head}</tr>{body}</table>'
+
+
+def _decoded_size(data: bytes):
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            return im.size
+    except (OSError, SyntaxError, Image.DecompressionBombError):
+        return None
+
+
+def _mean(v) -> float:
+    return sum(v) / len(v) if v else 0.0
+
+
+def _med(v):
+    return sorted(v)[len(v) // 2] if v else "-"
+
+
+def _rate(v) -> str:
+    return f"{100 * _mean(v):.1f}%" if v else "-"
+
+
+# ------------------------------------------------------------------------------------------------ plots
+
+
+def _png_uri(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def plot_structure(st: Structure) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [("words", "text segment length (words)"), ("long_side", "image long side (px)"),
+              ("tokens", "sequence length (tokens)"), ("images", "images per sample")]
+    fig, axes = plt.subplots(1, 4, figsize=(16, 3.2), dpi=80)
+    for ax, (field, title) in zip(axes, panels):
+        for kind in sorted(st.kinds):
+            vals = st.kinds[kind][field]
+            if vals:
+                ax.hist(vals, bins=20, alpha=0.6, label=kind)
+        if field == "tokens":
+            title += f"; budget {st.dcfg.max_tokens}"
+            if max((t for k in st.kinds.values() for t in k["tokens"]), default=0) > st.dcfg.max_tokens / 2:
+                ax.axvline(st.dcfg.max_tokens, color="red", linestyle="--", label="budget")
+        ax.set_title(title, fontsize=10)
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    uri = _png_uri(fig)
+    plt.close(fig)
+    return f'<img class="plot" src="{uri}" alt="structure histograms">'
+
+
+def plot_scores(scores) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    kinds = sorted({s.kind for s in scores if s.score is not None})
+    if not kinds:
+        return ""
+    fig, axes = plt.subplots(1, len(kinds), figsize=(4.2 * len(kinds), 3.2), dpi=80, squeeze=False)
+    for ax, kind in zip(axes[0], kinds):
+        vals = [s.score for s in scores if s.kind == kind and s.score is not None]
+        ax.hist(vals, bins=max(5, min(30, len(vals))), color="#d62728")
+        ax.set_title(f"{kind}: sample score (0.25 CE + MSE)", fontsize=10)
+        ax.set_xlabel("score")
+    fig.tight_layout()
+    uri = _png_uri(fig)
+    plt.close(fig)
+    return f'<img class="plot" src="{uri}" alt="score histograms per kind">'
+
+
+# ------------------------------------------------------------------------------------------------ model
+
+
+def model_outputs(bundle, sample, steps: int, caption_tokens: int, seed: int) -> tuple[dict, dict]:
+    """({segment index: the model's caption after that image}, {segment index: regenerated PNG bytes}),
+    walking the sample in its training layout."""
+    from model.infer import ImageGenConfig, Inferencer, TextGenConfig, to_pil
+
+    inf = Inferencer(bundle)
+    captions, regen = {}, {}
+    full = cfg_text = cfg_img = inf.new_context()
+    last = len(sample.segments) - 1
+    icfg = ImageGenConfig(steps=steps)
+    for i, seg in enumerate(sample.segments):
+        if isinstance(seg, TextSegment):
+            cfg_text = full
+            full = inf.add_text(full, seg.text)
+            cfg_img = inf.add_text(cfg_img, seg.text)
+            continue
+        if seg.generation:
+            img = inf.generate_image(full, seg.width, seg.height, icfg, seed=seed + i, cfg_text_ctx=cfg_text,
+                                     cfg_img_ctx=cfg_img)
+            buf = io.BytesIO()
+            to_pil(img).save(buf, "PNG")
+            regen[i] = buf.getvalue()
+            if i == last:
+                continue
+        full = inf.add_image(full, seg.data, seg.width, seg.height, vae=seg.generation)
+        cfg_text = full
+        captions[i] = inf.generate_text(full, TextGenConfig(max_new_tokens=caption_tokens), seed=seed)[0]
+    return captions, regen
+
+
+# --------------------------------------------------------------------------------------------- render
+
+
+def _colour(p: float) -> str:
+    """p in [0, 1], 0 = best: green through yellow to red."""
+    return f"hsl({120 * (1 - p):.0f}, 70%, 88%)"
+
+
+def _percentiles(scores) -> dict:
+    """(kind, segment type) -> sorted values, over the drawn samples."""
+    out: dict = defaultdict(list)
+    for s in scores:
+        for seg in s.segments:
+            out[(s.kind, seg.kind)].append(seg.value)
+    return {k: sorted(v) for k, v in out.items()}
+
+
+def _rank(vals: list, v: float) -> float:
+    if len(vals) < 2:
+        return 0.5
+    below = sum(x < v for x in vals)
+    return below / (len(vals) - 1)
+
+
+def render_scored(sample, shard: str, flags: list[str], score, pct: dict, captions: dict, regen: dict,
+                  thumb: int) -> str:
+    parts, n_img = [], 0
+    for i, seg in enumerate(sample.segments):
+        inner = render_image(seg, n_img, thumb) if isinstance(seg, ImageSegment) else render_text(seg)
+        n_img += isinstance(seg, ImageSegment)
+        sc = score.segment(i) if score else None
+        style, label = "", ""
+        if sc is not None:
+            p = _rank(pct.get((sample.kind, sc.kind), []), sc.value)
+            style = f' style="background:{_colour(p)}"'
+            what = "CE/token" if sc.kind == "text" else "velocity MSE"
+            label = f'<span class="score">{what} {sc.value:.3f} · {sc.n_tokens} tokens · rank {p:.0%}</span>'
+        extra = ""
+        if i in captions or i in regen:
+            cap = (f'<div class="caption"><b>model caption:</b> {esc(captions[i]) or "<i>(empty)</i>"}</div>'
+                   if i in captions else "")
+            img = ""
+            if i in regen:
+                uri = thumbnail_data_uri(regen[i], thumb)
+                img = f'<figure><img src="{uri}" alt="regenerated image {i}"><figcaption>regenerated from the ' \
+                      f"context before it</figcaption></figure>"
+            extra = f'<div class="model">{img}{cap}</div>'
+        parts.append(f'<div class="scored"{style}>{label}{inner}{extra}</div>')
+    head_score = ""
+    if score is not None:
+        head_score = (f"<span>score {score.score:.3f} (z {score.z:+.2f} within {esc(sample.kind)})</span>"
+                      if score.score is not None else f"<span>not scored: {esc(score.note)}</span>")
+    flag_html = "".join(f'<div class="flags">⚑ {esc(f)}</div>' for f in flags)
+    doc = sample.to_json()
+    meta = {k: doc[k] for k in ("schema_version", "source", "captioner", "meta")}
+    head = (f'<header><span class="key">{esc(sample.key)}</span><span class="badge">{esc(sample.kind)}</span>'
+            f"<span>{esc(sample.source.uri)}</span><span>{esc(Path(shard).name)}</span>{head_score}</header>")
+    return (f'<section class="sample" id="{esc(sample.key)}">{head}{flag_html}{"".join(parts)}'
+            f"{details('metadata', meta)}</section>")
+
+
+# ------------------------------------------------------------------------------------------------ command
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("shards", nargs="+", help="shard files (.tar) or directories holding them")
+    parser.add_argument("--out", required=True, help="the HTML report to write")
+    parser.add_argument("--checkpoint", default=None, help="a braid train run folder; without it, structure only")
+    parser.add_argument("--n", type=int, default=20, help="how many random samples to show (default 20)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--config", default="base", choices=("tiny", "small", "base"),
+                        help="model geometry for token estimates without a checkpoint (default base)")
+    parser.add_argument("--steps", type=int, default=30, help="Euler steps per regenerated image (default 30)")
+    parser.add_argument("--caption-tokens", type=int, default=40, help="longest model caption in tokens")
+    parser.add_argument("--worst", type=int, default=10, help="how many samples the worst list shows")
+    parser.add_argument("--thumb", type=int, default=240, help="thumbnail size in pixels (longest side)")
+    parser.add_argument("--device", default=None)
+
+
+def run(args: argparse.Namespace) -> int:
+    from .config import ConfigError
+
+    if args.n < 1 or args.steps < 1 or args.thumb < 16:
+        raise ConfigError("--n and --steps must be at least 1 and --thumb at least 16")
+    paths = shard_paths(args.shards)
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing or not paths:
+        raise ConfigError(f"no such shard: {missing[0]}" if missing else "no .tar shards found in the given directories")
+    bundle = None
+    if args.checkpoint:
+        from model.infer import InferError, load_run
+
+        try:
+            bundle = load_run(args.checkpoint, args.device)
+        except InferError as e:
+            raise ConfigError(f"--checkpoint: {e}") from None
+        mcfg, dcfg, tok = bundle.mcfg, bundle.dcfg, bundle.tok
+    else:
+        from model.mot import MoTConfig
+        from model.train import PRESET_DATA
+
+        mcfg, dcfg, tok = MoTConfig.preset(args.config), PRESET_DATA[args.config], _ByteTokens()
+
+    problems: list[str] = []
+    st = Structure(mcfg, dcfg, tok)
+
+    def samples():
+        for p in paths:
+            try:
+                for key, members in iter_members(p):
+                    try:
+                        sample = decode_sample(key, members)
+                    except SampleError as e:
+                        problems.append(f"{p}: {e}")
+                        continue
+                    st.add(str(p), sample)
+                    yield str(p), sample
+            except ShardError as e:
+                problems.append(str(e))
+
+    picked = reservoir(samples(), args.n, random.Random(args.seed))
+    scores, outputs = {}, {}
+    if bundle is not None:
+        from model.score import rank_scores, score_sample
+
+        ranked = rank_scores([score_sample(bundle, s, seed=args.seed) for _, s in picked])
+        scores = {s.key: s for s in ranked}
+        for _, s in picked:
+            outputs[s.key] = model_outputs(bundle, s, args.steps, args.caption_tokens, args.seed)
+    html = _report(args, paths, picked, st, problems, scores, outputs, bundle)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(html, encoding="utf-8")
+    os.replace(tmp, out)
+    for p in problems:
+        print(f"braid spotcheck: skipped: {p}", file=sys.stderr)
+    n_total = sum(len(k["samples"]) for k in st.kinds.values())
+    print(f"wrote {out}: {len(picked)} of {n_total} samples from {len(paths)} shard(s)"
+          + (f", scored with {args.checkpoint}" if bundle else ", structure only")
+          + (f"; {len(problems)} problem(s)" if problems else ""))
+    if not picked:
+        print("braid spotcheck: error: no readable samples in the given shards", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _report(args, paths, picked, st: Structure, problems, scores: dict, outputs: dict, bundle) -> str:
+    n_total = sum(len(k["samples"]) for k in st.kinds.values())
+    body = [st.table(exact=bundle is not None), plot_structure(st) if n_total else ""]
+    if problems:
+        body.append('<div class="problems"><b>Problems (skipped):</b><ul>'
+                    + "".join(f"<li>{esc(p)}</li>" for p in problems) + "</ul></div>")
+    shown = {s.key for _, s in picked}
+    if scores:
+        body.append("<h2>Scores</h2>" + plot_scores(list(scores.values())))
+        worst = [s for s in scores.values() if s.score is not None][: args.worst]
+        items = "".join(f'<li><a href="#{esc(s.key)}">{esc(s.key)}</a> · {esc(s.kind)} · score {s.score:.3f} · '
+                        f"z {s.z:+.2f} · CE {_fmt(s.ce)} · MSE {_fmt(s.mse)}</li>" for s in worst)
+        body.append(f'<h2>Worst samples (by z-score within kind)</h2><ol class="worst">{items}</ol>')
+    flagged = sorted(((len(f), k) for k, f in st.flags.items() if f), key=lambda t: (-t[0], t[1]))[: args.worst]
+    if flagged:
+        def link(k):
+            return f'<a href="#{esc(k)}">{esc(k)}</a>' if k in shown else esc(k)
+
+        items = "".join(f"<li>{link(k)} ({esc(Path(st.where[k]).name)}): {esc('; '.join(st.flags[k]))}</li>"
+                        for _, k in flagged)
+        body.append(f'<h2>Samples with structural flags</h2><ol class="worst">{items}</ol>')
+    pct = _percentiles(scores.values())
+    body.append("<h2>Drawn samples</h2>")
+    for shard, s in picked:
+        caps, regen = outputs.get(s.key, ({}, {}))
+        body.append(render_scored(s, shard, st.flags.get(s.key, []), scores.get(s.key), pct, caps, regen, args.thumb))
+    mode = f"scored with {args.checkpoint} ({bundle.weights})" if bundle else \
+        f"structure only (token estimates under the {args.config} geometry)"
+    note = f"{len(picked)} random samples (seed {args.seed}) of {n_total} in {len(paths)} shard(s); {mode}"
+    return page("Braid spot-check", "".join(body), note, css=CSS)
+
+
+def _fmt(v) -> str:
+    return "-" if v is None else f"{v:.3f}"
