@@ -189,6 +189,8 @@ class Split:
     kind: object  # (n,) TEXT / VIT / LATENT
     pos: object  # (n,) RoPE positions
     causal: bool
+    und: object = None  # (m,) rows of the understanding expert, built on the host (no device sync per step)
+    gen: object = None  # rows of the generation expert
 
 
 @dataclass(frozen=True)
@@ -238,8 +240,7 @@ class Inferencer:
         import torch
 
         n = split.h.shape[0]
-        und = (split.kind != LATENT).nonzero().squeeze(1)
-        gen = (split.kind == LATENT).nonzero().squeeze(1)
+        und, gen = split.und, split.gen
         if cached:
             past = ctx.length
             mask = None
@@ -278,7 +279,8 @@ class Inferencer:
 
     def _text_split(self, ids: list[int], start: int) -> Split:
         n = len(ids)
-        return Split(self._ids_embed(ids), self._tensor([TEXT] * n), self._tensor(list(range(start, start + n))), True)
+        return Split(self._ids_embed(ids), self._tensor([TEXT] * n), self._tensor(list(range(start, start + n))), True,
+                     self._tensor(list(range(n))), self._tensor([]))
 
     def _image_split(self, inner, kind: int, pos: int) -> Split:
         """``<|vision_start|> inner <|vision_end|>`` at one position; inner (n, D)."""
@@ -287,7 +289,10 @@ class Inferencer:
         ends = self._ids_embed([self.tok.vision_start, self.tok.vision_end]).to(inner.dtype)
         h = torch.cat([ends[:1], inner, ends[1:]])
         n = inner.shape[0]
-        return Split(h, self._tensor([TEXT] + [kind] * n + [TEXT]), self._tensor([pos] * (n + 2)), False)
+        rows = list(range(n + 2))
+        und, gen = (rows, []) if kind != LATENT else ([0, n + 1], rows[1:-1])
+        return Split(h, self._tensor([TEXT] + [kind] * n + [TEXT]), self._tensor([pos] * (n + 2)), False,
+                     self._tensor(und), self._tensor(gen))
 
     def _latent_embed(self, x, t: float, hw: tuple[int, int]):
         import torch

@@ -19,7 +19,8 @@ from pipelines.cli import main  # noqa: E402
 
 CHROMIUM = Path("/usr/bin/chromium")
 GREEN = (20, 220, 40)  # the test images' colour, easy to find in a screenshot
-HIST_BLUE, SCORE_RED = (31, 119, 180), (214, 39, 40)  # matplotlib's first colour; the score histograms
+HIST_BLUE = (121, 173, 210)  # matplotlib's first colour at alpha 0.6 on white: the structure histograms
+SCORE_RED = (214, 39, 40)  # the score histograms
 
 
 def _jpeg(color, size=(64, 48)) -> bytes:

@@ -109,7 +109,7 @@ def test_generated_pages_and_documents_in_process(web_server, gen_site, tmp_path
     # the page of fault cases: every bad image dropped for its own reason, the document left with too few
     fault_rec = next(r for r in leaves.values() if r.get("detail", "").find("/x/") >= 0)
     assert fault_rec["status"] == "filtered" and fault_rec["reason"] == "too_few_images"
-    assert set(fault_rec["scores"]["dropped"]) == FAULT_REASONS, fault_rec["scores"]
+    assert set(fault_rec["scores"]["dropped"]) == FAULT_REASONS, (fault_rec["scores"], fault_rec["detail"])
     assert fault_rec["scores"]["images"] == 0
     two_rec = [r for r in leaves.values() if r["status"] == "filtered" and r["stage"] == "read"]
     assert any(r["scores"]["images"] == 2 for r in two_rec)
