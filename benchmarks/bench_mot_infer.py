@@ -90,8 +90,9 @@ def main(argv=None) -> int:
         n_c, n_f = len(out_c[2]), len(out_f[2])
         same = out_c[2][: min(n_c, n_f)] == out_f[2][: min(n_c, n_f)]
         rows.append(("text, full recompute (baseline)", f"{n_f / t_f:.1f} tokens/s", f"{n_f} tokens"))
-        rows.append(("text, KV cache", f"{n_c / t_c:.1f} tokens/s", f"{n_c} tokens; speed-up "
-                     f"{(n_c / t_c) / (n_f / t_f):.1f}x; same tokens: {same}"))
+        ratio = (n_c / t_c) / (n_f / t_f)
+        note = f"{n_c} tokens; speed-up {ratio:.1f}x; same tokens: {same}"
+        rows.append(("text, KV cache", f"{n_c / t_c:.1f} tokens/s", note))
 
         full = ctx_c
         cfg_text = inf.add_image(inf.new_context(), buf.getvalue(), side, side)
@@ -99,20 +100,33 @@ def main(argv=None) -> int:
         inf.generate_image(full, side, side, ImageGenConfig(steps=2), seed=0)  # warm-up
         plain = ImageGenConfig(steps=args.steps, cfg_text_scale=1.0, cfg_img_scale=1.0)
         guided = ImageGenConfig(steps=args.steps, cfg_text_scale=3.0, cfg_img_scale=1.5)
-        t_p, img = timed(lambda: inf.generate_image(full, side, side, plain, seed=0))
-        t_g, _ = timed(lambda: inf.generate_image(full, side, side, guided, seed=0, cfg_text_ctx=cfg_text,
-                                                  cfg_img_ctx=cfg_img))
+        t_p, _ = timed(lambda: inf.generate_image(full, side, side, plain, seed=0))
+        t_g, _ = timed(
+            lambda: inf.generate_image(full, side, side, guided, seed=0, cfg_text_ctx=cfg_text, cfg_img_ctx=cfg_img)
+        )
         n_lat = (side // (mcfg.latent_downsample * mcfg.latent_patch)) ** 2
-        rows.append((f"image {side}x{side}, {args.steps} steps, no guidance", f"{t_p:.3f} s/image",
-                     f"{n_lat} latent tokens, context {full.length} tokens"))
-        rows.append((f"image {side}x{side}, {args.steps} steps, CFG text 3 + image 1.5", f"{t_g:.3f} s/image",
-                     "three branches on guided steps"))
+        rows.append(
+            (
+                f"image {side}x{side}, {args.steps} steps, no guidance",
+                f"{t_p:.3f} s/image",
+                f"{n_lat} latent tokens, context {full.length} tokens",
+            )
+        )
+        rows.append(
+            (
+                f"image {side}x{side}, {args.steps} steps, CFG text 3 + image 1.5",
+                f"{t_g:.3f} s/image",
+                "three branches on guided steps",
+            )
+        )
 
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
     n_und = model.num_params("und")
-    print(f"\nbench_mot_infer: preset {args.preset} ({n_und / 1e6:.0f}M parameters per token path), {name}, "
-          f"{str(dtype).replace('torch.', '')}, torch {torch.__version__}, batch 1, context "
-          f"{ctx_c.length} tokens (image + {args.prompt_tokens}-token prompt)")
+    print(
+        f"\nbench_mot_infer: preset {args.preset} ({n_und / 1e6:.0f}M parameters per token path), {name}, "
+        f"{str(dtype).replace('torch.', '')}, torch {torch.__version__}, batch 1, context "
+        f"{ctx_c.length} tokens (image + {args.prompt_tokens}-token prompt)"
+    )
     w = max(len(r[0]) for r in rows)
     for r in rows:
         print(f"  {r[0]:<{w}}  {r[1]:>16}  {r[2]}")

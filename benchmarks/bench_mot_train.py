@@ -26,8 +26,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-WORDS = ("the a cat dog ball moves left right jumps over table red car turns waves hit rocks slowly then "
-         "person pours coffee into blue mug camera pans across landscape").split()
+WORDS = (
+    "the a cat dog ball moves left right jumps over table red car turns waves hit rocks slowly then "
+    "person pours coffee into blue mug camera pans across landscape"
+).split()
 
 
 def synthetic_samples(n: int, side: tuple[int, int], seed: int = 0):
@@ -50,8 +52,9 @@ def synthetic_samples(n: int, side: tuple[int, int], seed: int = 0):
         segs = []
         for i in range(4):
             segs.append(TextSegment(" ".join(rng.choice(WORDS, 24)), role="change", loss=True))
-            segs.append(ImageSegment(jpeg(i), "jpg", side[0], side[1], understanding=True, generation=True,
-                                     role="frame"))
+            segs.append(
+                ImageSegment(jpeg(i), "jpg", side[0], side[1], understanding=True, generation=True, role="frame")
+            )
         samples.append(Sample(key=f"b-{s:04d}", kind="video", segments=tuple(segs), source=Source("file:///b.mp4")))
     return samples
 
@@ -63,12 +66,15 @@ def model_flops(model, batch, dense_mask) -> float:
     n_gen = int((kind == 2).sum())
     n_vit = int((kind == 1).sum())
     n_und = n - n_gen
-    layer_und = sum(p.numel() for name, p in model.language_model.model.layers.named_parameters()
-                    if "_moe_gen" not in name) / cfg.n_layers
+    layer_und = (
+        sum(p.numel() for name, p in model.language_model.model.layers.named_parameters() if "_moe_gen" not in name)
+        / cfg.n_layers
+    )
     f = 6 * cfg.n_layers * layer_und * (n_und + n_gen)  # the generation twins have identical shapes
     f += 6 * cfg.d_model * cfg.vocab_size * int(batch.ce_idx.numel())
     vit_params = sum(p.numel() for p in model.vit_model.parameters()) + sum(
-        p.numel() for p in model.connector.parameters())
+        p.numel() for p in model.connector.parameters()
+    )
     f += 6 * vit_params * n_vit
     lat_params = sum(p.numel() for m in (model.vae2llm, model.llm2vae, model.time_embedder) for p in m.parameters())
     f += 6 * lat_params * n_gen
@@ -80,15 +86,24 @@ def model_flops(model, batch, dense_mask) -> float:
 
 
 def run_path(kind, model, ae, batch, steps, warmup, opt, device):
+    import contextlib
+
     import torch
+    from torch.nn.attention import SDPBackend, sdpa_kernel
 
     from model.attention import MaskSpec, attend, build_mask
     from model.objective import compute_losses
 
+    # the dense path as BAGEL runs it: SDPA's memory-efficient kernel with an explicit mask
+    dense_ctx = sdpa_kernel([SDPBackend.EFFICIENT_ATTENTION]) if device.type == "cuda" else contextlib.nullcontext()
+
     def step(i):
         mask = build_mask(MaskSpec(batch.doc, batch.split, batch.mode), kind)  # a new pack needs a new mask
         g = torch.Generator(device=device).manual_seed(i)
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        with (
+            torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"),
+            dense_ctx if kind == "dense" else contextlib.nullcontext(),
+        ):
             out = compute_losses(model, ae, batch, mask, attend, g)
         out["loss"].backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -98,9 +113,12 @@ def run_path(kind, model, ae, batch, steps, warmup, opt, device):
 
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     t0 = time.time()
+    first = None
     for i in range(warmup):
         out = step(i)
-    sync()
+        first = first or {"first_ce": out["ce"].item(), "first_mse": out["mse"].item()}
+        sync()
+        print(f"  {kind} warm-up step {i}: {time.time() - t0:.1f} s", flush=True)
     t_warm = time.time() - t0
     times = []
     for i in range(steps):
@@ -108,27 +126,17 @@ def run_path(kind, model, ae, batch, steps, warmup, opt, device):
         out = step(1000 + i)
         sync()
         times.append(time.time() - t)
+    print(f"  {kind} steps: {[round(x, 3) for x in times]}", flush=True)
     times.sort()
-    return {"median_s": times[len(times) // 2], "min_s": times[0], "warmup_s": t_warm,
-            "loss": float(out["loss"]), "ce": float(out["ce"]), "mse": float(out["mse"])}
-
-
-def same_batch_losses(model, ae, batch, device):
-    """Forward of both paths on the same batch and noise: relative difference of the losses."""
-    import torch
-
-    from model.attention import MaskSpec, attend, build_mask
-    from model.objective import compute_losses
-
-    res = {}
-    with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
-        for kind in ("dense", "flex"):
-            if kind == "flex" and device.type != "cuda":
-                continue
-            mask = build_mask(MaskSpec(batch.doc, batch.split, batch.mode), kind)
-            out = compute_losses(model, ae, batch, mask, attend, torch.Generator(device=device).manual_seed(5))
-            res[kind] = (float(out["ce"]), float(out["mse"]))
-    return res
+    return {
+        "median_s": times[len(times) // 2],
+        "min_s": times[0],
+        "warmup_s": t_warm,
+        **first,
+        "loss": out["loss"].item(),
+        "ce": out["ce"].item(),
+        "mse": out["mse"].item(),
+    }
 
 
 def main(argv=None) -> int:
@@ -138,7 +146,9 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--peak", type=float, default=989.0, help="peak dense bf16 TFLOP/s")
-    ap.add_argument("--no-compile", action="store_true")
+    ap.add_argument(
+        "--compile", action="store_true", help="torch.compile each decoder block (FlexAttention is compiled either way)"
+    )
     ap.add_argument("--paths", default="flex,dense")
     ap.add_argument("--tiny", action="store_true", help="CPU dry run: tiny preset, 512 tokens, 2 steps")
     args = ap.parse_args(argv)
@@ -152,7 +162,7 @@ def main(argv=None) -> int:
 
     device = torch.device("cuda" if torch.cuda.is_available() and not args.tiny else "cpu")
     if args.tiny:
-        args.preset, args.tokens, args.steps, args.warmup, args.no_compile = "tiny", 512, 2, 1, True
+        args.preset, args.tokens, args.steps, args.warmup, args.compile = "tiny", 512, 2, 1, False
         args.paths = "dense"
     mcfg = MoTConfig.preset(args.preset)
     side = (256, 192) if args.preset != "tiny" else (32, 24)
@@ -170,27 +180,38 @@ def main(argv=None) -> int:
     torch.manual_seed(0)
     model = MoT(mcfg).to(device)
     ae = build_autoencoder(AutoencoderConfig(downsample=mcfg.latent_downsample))
-    if device.type == "cuda" and not args.no_compile:
+    if device.type == "cuda" and args.compile:
         for layer in model.language_model.model.layers:
             layer.compile()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95), eps=1e-15,
-                            fused=device.type == "cuda")
+    init = {k: v.clone() for k, v in model.state_dict().items()}  # each path starts from the same weights
     dm = dense_mask(MaskSpec(batch.doc, batch.split, batch.mode))
     flops = model_flops(model, batch, dm)
     density = float(dm[: batch.n_real, : batch.n_real].sum()) / batch.n_real**2
     del dm
     name = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
-    info = {"device": name, "torch": torch.__version__, "preset": args.preset,
-            "params_und_expert": model.num_params("und"), "params_total": sum(p.numel() for p in model.parameters()),
-            "tokens": batch.n_real, "padded": int(batch.input_ids.shape[0]), "samples": len(plans),
-            "ce_tokens": int(batch.ce_idx.numel()), "latent_tokens": int(batch.gen_idx.numel()),
-            "vit_tokens": int(batch.vit_idx.numel()), "mask_density": density, "model_tflop_per_step": flops / 1e12,
-            "compiled": device.type == "cuda" and not args.no_compile}
+    info = {
+        "device": name,
+        "torch": torch.__version__,
+        "preset": args.preset,
+        "params_und_expert": model.num_params("und"),
+        "params_total": sum(p.numel() for p in model.parameters()),
+        "tokens": batch.n_real,
+        "padded": int(batch.input_ids.shape[0]),
+        "samples": len(plans),
+        "ce_tokens": int(batch.ce_idx.numel()),
+        "latent_tokens": int(batch.gen_idx.numel()),
+        "vit_tokens": int(batch.vit_idx.numel()),
+        "mask_density": density,
+        "model_tflop_per_step": flops / 1e12,
+        "compiled": device.type == "cuda" and args.compile,
+    }
     print(json.dumps(info, indent=1), flush=True)
-    info["same_batch_ce_mse"] = same_batch_losses(model, ae, batch, device)
-    print("same batch (ce, mse):", info["same_batch_ce_mse"], flush=True)
     results = {}
+    t_start = time.time()
     for kind in args.paths.split(","):
+        model.load_state_dict(init)
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95), eps=1e-15, fused=device.type == "cuda")
+        print(f"[{time.time() - t_start:.0f} s] {kind} path", flush=True)
         try:
             r = run_path(kind, model, ae, batch, args.steps, args.warmup, opt, device)
         except torch.OutOfMemoryError as e:
@@ -204,6 +225,7 @@ def main(argv=None) -> int:
                 r["max_mem_gib"] = torch.cuda.max_memory_allocated() / 2**30
                 torch.cuda.reset_peak_memory_stats()
         results[kind] = r
+        del opt
         print(kind, json.dumps(r), flush=True)
     info["results"] = results
     print(f"\n{'path':6} {'step s':>8} {'tokens/s':>10} {'TFLOP/s':>8} {'MFU':>6}   ({name}, {batch.n_real} tokens)")

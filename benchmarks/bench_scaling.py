@@ -3,7 +3,7 @@
 Each run is ``braid video`` on a local Ray instance pinned (``taskset``) to its CPUs, with
 ``--num-cpus`` to match, over the same synthetic videos, captioned by the tiny random-weight VLM
 (``hf`` backend; ``--captioner stub`` for the deterministic stand-in). Prints videos/s for both,
-the ratio (target >= 1.7x), and the per-stage times Ray Data reports (``OUT/ray_stats.json``).
+the ratio (target >= 1.7x), and the per-stage times Ray Data reports (``OUT/stage_times.json``).
 
     python benchmarks/bench_scaling.py [--videos 16] [--captioner hf|stub] [--keep DIR]
 
@@ -30,15 +30,36 @@ def make_videos(root: Path, n: int) -> Path:
     vids.mkdir(parents=True, exist_ok=True)
     kinds = ("moving", "pan")
     for i in range(n):
-        write_scenes(vids / f"v{i:03d}.mp4", [Scene(kinds[i % 2], 72, 2 * i), Scene(kinds[(i + 1) % 2], 72, 2 * i + 1)],
-                     fps=24.0, size=(320, 180))
+        write_scenes(
+            vids / f"v{i:03d}.mp4",
+            [Scene(kinds[i % 2], 72, 2 * i), Scene(kinds[(i + 1) % 2], 72, 2 * i + 1)],
+            fps=24.0,
+            size=(320, 180),
+        )
     return vids
 
 
 def run_once(vids: Path, out: Path, cpus: list[int], captioner: str, model: Path | None) -> dict:
-    cmd = ["taskset", "-c", ",".join(map(str, cpus)), sys.executable, "-m", "pipelines.cli", "video", str(vids),
-           "--out", str(out), "--preset", "tiny", "--executor", "ray", "--num-cpus", str(len(cpus)),
-           "--captioner", captioner]
+    cmd = [
+        "taskset",
+        "-c",
+        ",".join(map(str, cpus)),
+        sys.executable,
+        "-m",
+        "pipelines.cli",
+        "video",
+        str(vids),
+        "--out",
+        str(out),
+        "--preset",
+        "tiny",
+        "--executor",
+        "ray",
+        "--num-cpus",
+        str(len(cpus)),
+        "--captioner",
+        captioner,
+    ]
     if model:
         cmd += ["--model", str(model)]
     # one thread per process: scaling has to come from Ray running stages side by side
@@ -49,20 +70,29 @@ def run_once(vids: Path, out: Path, cpus: list[int], captioner: str, model: Path
     if proc.returncode != 0:
         raise SystemExit(f"braid video failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     summary = json.loads((out / "summary.json").read_text())
-    stats = json.loads((out / "ray_stats.json").read_text()) if (out / "ray_stats.json").exists() else {}
-    return {"cpus": len(cpus), "wall_s": wall, "run_s": summary["wall_time_s"], "summary": summary,
-            "stages": stats.get("stages", {})}
+    stats = json.loads((out / "stage_times.json").read_text()) if (out / "stage_times.json").exists() else {}
+    return {
+        "cpus": len(cpus),
+        "wall_s": wall,
+        "run_s": summary["wall_time_s"],
+        "summary": summary,
+        "stages": stats.get("stages", {}),
+    }
 
 
 def report(r: dict) -> None:
     s = r["summary"]
-    print(f"\n{r['cpus']} CPU: {s['inputs']} videos -> {s['samples_written']} samples in {r['run_s']:.1f} s "
-          f"(process {r['wall_s']:.1f} s): {s['inputs'] / r['run_s']:.3f} videos/s, "
-          f"{s['samples_written'] / r['run_s']:.3f} samples/s")
+    print(
+        f"\n{r['cpus']} CPU: {s['inputs']} videos -> {s['samples_written']} samples in {r['run_s']:.1f} s "
+        f"(process {r['wall_s']:.1f} s): {s['inputs'] / r['run_s']:.3f} videos/s, "
+        f"{s['samples_written'] / r['run_s']:.3f} samples/s"
+    )
     print(f"  {'Ray Data operator':58s} {'wall s':>8s} {'task wall s':>12s} {'task cpu s':>11s} {'nodes':>6s}")
     for name, st in r["stages"].items():
-        print(f"  {name[:58]:58s} {st['wall_s']:8.2f} {st['task_wall_s'] or 0:12.2f} {st['task_cpu_s'] or 0:11.2f} "
-              f"{st['nodes'] or 0:6d}")
+        print(
+            f"  {name[:58]:58s} {st['wall_s']:8.2f} {st['task_wall_s'] or 0:12.2f} {st['task_cpu_s'] or 0:11.2f} "
+            f"{st['nodes'] or 0:6d}"
+        )
 
 
 def main() -> int:

@@ -98,16 +98,26 @@ def main(argv: list[str] | None = None) -> int:
     pc = cfg.probe
     paths = videos(d)
     ours(paths[:1], cfg)  # imports and first-call set-up out of the timings
-    r = timed_interleaved({
-        "ours": lambda: ours(paths, cfg),
-        "same": lambda: decord_pass(paths, pc.decode_side, pc.analysis_stride, pc.max_frames),
-        "thumb": lambda: decord_pass(paths, pc.analysis_side, pc.analysis_stride, pc.max_frames),
-        "cv": lambda: opencv_full(paths),
-    }, args.repeat)
-    (t_ours, (clips, kept)), (t_same, frames), (t_thumb, _), (t_cv, all_frames) = r["ours"], r["same"], r["thumb"], r["cv"]
-    print(f"{len(paths)} videos, {all_frames} frames; stages 1-5 analyse {frames} frames "
-          f"(stride {pc.analysis_stride}, decode side {pc.decode_side}, thumbnails {pc.analysis_side}); "
-          f"{clips} clips, {kept} kept")
+    r = timed_interleaved(
+        {
+            "ours": lambda: ours(paths, cfg),
+            "same": lambda: decord_pass(paths, pc.decode_side, pc.analysis_stride, pc.max_frames),
+            "thumb": lambda: decord_pass(paths, pc.analysis_side, pc.analysis_stride, pc.max_frames),
+            "cv": lambda: opencv_full(paths),
+        },
+        args.repeat,
+    )
+    (t_ours, (clips, kept)), (t_same, frames), (t_thumb, _), (t_cv, all_frames) = (
+        r["ours"],
+        r["same"],
+        r["thumb"],
+        r["cv"],
+    )
+    print(
+        f"{len(paths)} videos, {all_frames} frames; stages 1-5 analyse {frames} frames "
+        f"(stride {pc.analysis_stride}, decode side {pc.decode_side}, thumbnails {pc.analysis_side}); "
+        f"{clips} clips, {kept} kept"
+    )
     print(f"ours (stages 1-5)          {t_ours:7.2f} s")
     print(f"decord same resolution     {t_same:7.2f} s   ours / decord = {t_ours / t_same:.2f}x  (target <= 1.5x)")
     print(f"decord thumbnail size      {t_thumb:7.2f} s   ours / decord = {t_ours / t_thumb:.2f}x")

@@ -4,8 +4,9 @@
 ``tokenizers``, its processor and a chat template, all through ``save_pretrained``. Every backend
 loads the folder through its ordinary loading code: ``hf`` (``AutoProcessor`` +
 ``AutoModelForImageTextToText``), ``vllm`` (``vllm.LLM(model=dir)``) and ``openai`` (``vllm serve dir``).
-The text head size is 64 because vLLM's CPU attention does not support smaller heads. Its output is
-gibberish by design; it exercises the plumbing, not the captions.
+The text head size is 64 because vLLM's CPU attention does not support smaller heads. The weights are
+random except the output head, fitted in about a second to a few canned answers so that the model
+answers with a short sentence and stops; it exercises the plumbing, it does not look at the images.
 
 Command: ``braid make-tiny-vlm DIR``.
 """
@@ -92,8 +93,14 @@ def token_ids(tokenizer) -> dict:
 
 def build_processor(tokenizer, family: str = "qwen2_vl", min_pixels: int = 56 * 56, max_pixels: int = 112 * 112):
     """A Qwen2-VL / Qwen2.5-VL processor around ``tokenizer`` (the video processor needs torchvision)."""
-    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
     from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoProcessor
+
+    try:  # the PIL image processor needs no torchvision; older transformers have only the other one
+        from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import (
+            Qwen2VLImageProcessorPil as ImageProcessor,
+        )
+    except ImportError:
+        from transformers import Qwen2VLImageProcessor as ImageProcessor
 
     if family == "qwen2_vl":
         from transformers import Qwen2VLProcessor as Processor
@@ -109,7 +116,7 @@ def build_processor(tokenizer, family: str = "qwen2_vl", min_pixels: int = 56 * 
         "merge_size": 2,
     }
     return Processor(
-        image_processor=Qwen2VLImageProcessorPil(**pix),
+        image_processor=ImageProcessor(**pix),
         video_processor=Qwen2VLVideoProcessor(**pix),
         tokenizer=tokenizer,
         chat_template=CHAT_TEMPLATE,
@@ -153,6 +160,75 @@ def tiny_config(tokenizer):
     )
 
 
+# canned answers the output head is fitted to, per prompt
+_ANSWERS = {
+    "change_caption@v1": (
+        "The camera moves closer to the car.",
+        "A person picks up the red cup.",
+        "The scene cuts to a kitchen.",
+    ),
+    "image_caption@v1": ("A red square on a blue background.", "A mechanic inspects a car engine.", "A car on a road."),
+    "summarize@v1": ("A short text about a car.",),
+    "topic_label@v1": ("tutorial", "other"),
+}
+
+
+def _fit_output_head(model, processor, seed: int, n_examples: int = 32, steps: int = 300) -> None:
+    """Fit only ``lm_head`` so the model answers in a short sentence and then stops.
+
+    A purely random model almost never emits end-of-sequence, so every answer would be ``truncated``.
+    The body stays random: its hidden states for a few prompts with canned answers are computed once and
+    a linear head is fitted to them (about a second), so answers end within about 30 tokens.
+    """
+    import random
+
+    import torch
+    from PIL import Image
+
+    from .prompts import get_prompt
+
+    rnd = random.Random(seed)
+    feats, targets = [], []
+    ids = list(_ANSWERS)
+    with torch.no_grad():
+        for i in range(n_examples):
+            prompt_id = ids[i % len(ids)]
+            prompt = get_prompt(prompt_id)
+            images = [
+                Image.new(
+                    "RGB",
+                    (rnd.choice((32, 48, 64, 96)), rnd.choice((32, 48, 64))),
+                    tuple(rnd.randrange(256) for _ in range(3)),
+                )
+                for _ in range(prompt.n_images)
+            ]
+            text = prompt.render(
+                {"text": rnd.choice(_ANSWERS["image_caption@v1"]), "context": rnd.choice(("", "Step 2."))}
+            )
+            content = [{"type": "image"} for _ in images] + [{"type": "text", "text": text}]
+            chat = processor.apply_chat_template(
+                [{"role": "user", "content": content}], add_generation_prompt=True, tokenize=False
+            )
+            kwargs = {"images": [images]} if images else {}
+            full = processor(
+                text=[chat + rnd.choice(_ANSWERS[prompt_id]) + "<|im_end|>"], return_tensors="pt", **kwargs
+            )
+            n_prompt = processor(text=[chat], return_tensors="pt", **kwargs)["input_ids"].shape[1]
+            hidden = model.model(**full).last_hidden_state[0]
+            feats.append(hidden[n_prompt - 1 : -1])  # the positions that predict the answer and its end
+            targets.append(full["input_ids"][0, n_prompt:])
+    feats, targets = torch.cat(feats), torch.cat(targets)
+    weight = model.lm_head.weight.detach().clone().requires_grad_(True)
+    opt = torch.optim.Adam([weight], lr=0.05)
+    for _ in range(steps):
+        loss = torch.nn.functional.cross_entropy(feats @ weight.T, targets)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        model.lm_head.weight.copy_(weight)
+
+
 def make_tiny_vlm(out_dir: str | Path, seed: int = 0) -> Path:
     """Write the tiny model, tokenizer, processor and chat template to ``out_dir``; return it."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -161,21 +237,22 @@ def make_tiny_vlm(out_dir: str | Path, seed: int = 0) -> Path:
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(seed)
-    tokenizer = build_tokenizer()
-    processor = build_processor(tokenizer)
-    config = tiny_config(tokenizer)
-    model = Qwen2VLForConditionalGeneration(config).eval()
-    ids = token_ids(tokenizer)
-    with torch.no_grad():
-        # random weights almost never pick end-of-sequence; a longer EOS row makes some answers end
-        # before the token limit, so both ``ok`` and ``truncated`` occur
-        model.lm_head.weight[ids["eos_token_id"]] *= 2.0
-    model.generation_config.eos_token_id = ids["eos_token_id"]
-    model.generation_config.pad_token_id = ids["pad_token_id"]
-    model.generation_config.bos_token_id = ids["bos_token_id"]
-    model.save_pretrained(out)
-    processor.save_pretrained(out)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny matrices: more threads only contend with whatever else runs
+    try:
+        torch.manual_seed(seed)
+        tokenizer = build_tokenizer()
+        processor = build_processor(tokenizer)
+        model = Qwen2VLForConditionalGeneration(tiny_config(tokenizer)).eval()
+        ids = token_ids(tokenizer)
+        model.generation_config.eos_token_id = ids["eos_token_id"]
+        model.generation_config.pad_token_id = ids["pad_token_id"]
+        model.generation_config.bos_token_id = ids["bos_token_id"]
+        _fit_output_head(model, processor, seed)
+        model.save_pretrained(out)
+        processor.save_pretrained(out)
+    finally:
+        torch.set_num_threads(threads)
     return out
 
 
@@ -187,7 +264,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     out = make_tiny_vlm(args.dir, seed=args.seed)
     print(
-        f"tiny VLM written to {out} (random weights: its text is gibberish); load it with any backend, "
+        f"tiny VLM written to {out} (random weights: its captions ignore the images); load it with any backend, "
         f"e.g. CaptionerConfig(backend='hf', model='{out}')"
     )
     return 0

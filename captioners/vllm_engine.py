@@ -34,6 +34,10 @@ class VLLMCaptioner:
         self.cfg = cfg
         self.model = cfg.model
         self._sampling = SamplingParams
+        import torch
+
+        self._torch = torch
+        self._threads = torch.get_num_threads()  # an in-process engine lowers it for serving
         args = {"dtype": cfg.dtype, "limit_mm_per_prompt": {"image": 2, "video": 0}, **cfg.engine_args}
         try:
             self.llm = LLM(model=cfg.model, **args)
@@ -92,11 +96,19 @@ class VLLMCaptioner:
         return results
 
     def close(self) -> None:
+        """Stop the engine and release what it set up in this process (distributed state, thread count)."""
         llm, self.llm = getattr(self, "llm", None), None
+        if llm is None:
+            return
         engine = getattr(llm, "llm_engine", None)
-        shutdown = getattr(engine, "shutdown", None) or getattr(getattr(engine, "engine_core", None), "shutdown", None)
-        if shutdown is not None:
-            shutdown()
+        core = getattr(engine, "engine_core", None)
+        if core is not None and hasattr(core, "shutdown"):
+            core.shutdown()
+        del llm, engine, core
+        from vllm.distributed.parallel_state import cleanup_dist_env_and_memory
+
+        cleanup_dist_env_and_memory()
+        self._torch.set_num_threads(self._threads)
 
 
 def _vllm_messages(prep: Prepared) -> list[dict]:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .autoencoder import AutoencoderConfig, AutoencoderError, build_autoencoder
-from .data import DataConfig, DataError, TextTokenizer, gen_size, load_pixels
+from .data import DataConfig, TextTokenizer, gen_size, load_pixels
 from .mot import LATENT, TEXT, VIT, MoT, MoTConfig
 
 # The system prompt of Braid's reasoning samples (captioners.prompts_reasoning.THINK_SYSTEM, which model/
@@ -141,7 +141,7 @@ def load_run(run_dir: str | Path, device: str | None = None, weights: str = "aut
     _need(run / "tokenizer" / "tokenizer.json", "the tokenizer")
     try:
         tok = TextTokenizer.load(run / "tokenizer")
-    except (DataError, Exception) as e:  # the tokenizers library raises its own exception type
+    except Exception as e:  # noqa: BLE001 - a file boundary; the tokenizers library raises bare Exception
         raise InferError(f"{run / 'tokenizer'}: the tokenizer does not load ({e})") from None
     if tok.vocab_size > mcfg.vocab_size:
         raise InferError(f"{run / 'tokenizer'} has {tok.vocab_size} tokens but the model's vocabulary is "
@@ -157,7 +157,7 @@ def load_run(run_dir: str | Path, device: str | None = None, weights: str = "aut
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     try:
         state = load_tensors(found[0])
-    except Exception as e:  # safetensors raises its own error types on a damaged file
+    except Exception as e:  # noqa: BLE001 - a file boundary; safetensors raises its own error types
         raise InferError(f"{found[0]}: not a readable safetensors file ({e})") from None
     model = MoT(mcfg)
     expected = model.state_dict()

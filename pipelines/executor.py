@@ -383,7 +383,7 @@ def _run_ray(ray, plan, stages, pending, run, out, prefix, done_units) -> None:
 
 
 def _write_ray_stats(ds, out: Path, prefix: str) -> None:
-    """Per-stage times from Ray Data (what ``ds.stats()`` prints) into ``ray_stats.json``, for tuning."""
+    """Per-stage times from Ray Data (what ``ds.stats()`` prints) into ``stage_times.json``, for tuning."""
     written = getattr(ds, "_write_ds", None) or ds  # write_datasink keeps the executed dataset here
     try:
         summary = written.get_stats_summary()
@@ -403,7 +403,7 @@ def _write_ray_stats(ds, out: Path, prefix: str) -> None:
                 "nodes": op.node_count.count if op.node_count else None,
             }
     report = {"attempt_prefix": prefix, "stages": stages, "text": written.stats()}
-    tmp = out / "ray_stats.json.tmp"
+    tmp = out / "stage_times.json.tmp"
     tmp.write_text(json.dumps(report, indent=1))
-    os.replace(tmp, out / "ray_stats.json")
+    os.replace(tmp, out / "stage_times.json")
     log.info("ray data stats:\n%s", report["text"])

@@ -32,6 +32,7 @@ import base64
 import binascii
 import io
 import ipaddress
+import re
 import socket
 import threading
 import time
@@ -45,6 +46,7 @@ METADATA_NETS = tuple(ipaddress.ip_network(n) for n in (
 SHARED_NET = ipaddress.ip_network("100.64.0.0/10")  # carrier-grade NAT: not public, not "private" to ipaddress
 REDIRECTS = (301, 302, 303, 307, 308)
 RETRY_STATUS = (429, 500, 502, 503, 504)
+UNITS = {"px": 1.0, "pt": 4 / 3, "pc": 16.0, "mm": 96 / 25.4, "cm": 96 / 2.54, "in": 96.0}
 KEEP_FORMATS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}
 DECODE_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "MPO")
 
@@ -202,9 +204,10 @@ def _svg_size(data: bytes, max_side: int) -> tuple[int, int]:
         raise Refused("not_an_image", f"SVG does not parse: {e}") from None
 
     def num(v):
+        m = re.fullmatch(r"\s*([0-9.]+)\s*(px|pt|pc|mm|cm|in)?\s*", str(v or ""))
         try:
-            return float(str(v).strip().removesuffix("px"))
-        except (TypeError, ValueError):
+            return float(m.group(1)) * UNITS[m.group(2) or "px"] if m else None
+        except ValueError:
             return None
 
     w, h = num(root.get("width")), num(root.get("height"))
@@ -214,7 +217,7 @@ def _svg_size(data: bytes, max_side: int) -> tuple[int, int]:
             w, h = num(vb[2]), num(vb[3])
         else:
             w, h = float(max_side), float(max_side)
-    scale = max_side / max(w, h)
+    scale = min(1.0, max_side / max(w, h))  # intrinsic size, only ever scaled down
     return max(1, round(w * scale)), max(1, round(h * scale))
 
 

@@ -79,7 +79,7 @@ class ReasonConfig:
     temperature: float = 0.0
     seed: int = 0
     batch_size: int = 8
-    concurrency: int = 1
+    concurrency: int | tuple[int, int] = 1
     num_gpus: float = 0.0
 
     def __post_init__(self):
@@ -88,7 +88,7 @@ class ReasonConfig:
             raise ValueError(f"kinds must be a non-empty list of {', '.join(GENERATORS)}; got {list(self.kinds)}")
         if len(set(self.kinds)) != len(self.kinds):
             raise ValueError("kinds lists a generator twice")
-        if self.batch_size < 1 or self.concurrency < 1:
+        if self.batch_size < 1 or min((self.concurrency,) if isinstance(self.concurrency, int) else self.concurrency) < 1:
             raise ValueError("batch_size and concurrency must be positive")
 
     @classmethod

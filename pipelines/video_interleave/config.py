@@ -152,14 +152,15 @@ class CaptionStageConfig:
     """Stage 6: change captions for consecutive frame pairs.
 
     prompt_id / max_tokens: the named prompt and its token limit (BAGEL: at most 30 tokens).
-    batch_size: clips per captioner call; concurrency: captioner workers (Ray actors).
+    batch_size: clips per captioner call; concurrency: captioner workers (Ray actors): a pool size, or
+      a ``[min, max]`` range for an autoscaling pool.
     num_cpus / num_gpus: per captioner worker.
     """
 
     prompt_id: str = "change_caption@v1"
     max_tokens: int = 30
     batch_size: int = 8
-    concurrency: int = 1
+    concurrency: int | tuple[int, int] = 1
     num_cpus: float = 1.0
     num_gpus: float = 0.0
 

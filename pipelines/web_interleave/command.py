@@ -60,7 +60,7 @@ def check_config(cfg: WebConfig) -> None:
         raise ConfigError("the captioners package has no make_captioner; install braid with its captioners") from None
 
 
-def run_web(inputs: list[str], cfg: WebConfig) -> dict:
+def run_web_job(inputs: list[str], cfg: WebConfig) -> dict:
     from .readers import expand_inputs
 
     check_config(cfg)
@@ -111,7 +111,7 @@ def build_config_nulls(cfg: WebConfig, names: set[str]) -> WebConfig:
 
 def run(args) -> int:
     cfg = config_from_args(args)
-    summary = run_web(args.inputs, cfg)
+    summary = run_web_job(args.inputs, cfg)
     print(json.dumps({k: summary[k] for k in ("inputs", "written", "filtered", "failed", "samples_written",
                                               "by_reason", "by_error_kind") if k in summary}, indent=1))
     return 0

@@ -17,6 +17,7 @@ class FilterConfig:
     """Image and document rules (BAGEL, arXiv 2505.14683 Table 2), each recorded with its score.
 
     url_patterns: drop images whose URL contains one of these substrings (UI elements).
+    match_alt: also drop images whose alt text has one of the patterns as a word ("Site logo").
     min_side / max_side: each side of an image within [min_side, max_side] pixels.
     min_aspect / max_aspect: width / height within [min_aspect, max_aspect].
     min_clarity: variance of the Laplacian of the grey image at 512 px (lower = blurrier).
@@ -32,6 +33,7 @@ class FilterConfig:
     """
 
     url_patterns: tuple[str, ...] = UI_URL_PATTERNS
+    match_alt: bool = True
     min_side: int = 150
     max_side: int = 20000
     min_aspect: float = 0.5

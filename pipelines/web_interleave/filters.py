@@ -26,17 +26,15 @@ def count_tokens(text: str) -> int:
     return len(TOKEN_RE.findall(text))
 
 
-def url_rule(src: str, patterns: tuple[str, ...]) -> tuple[str | None, dict]:
-    low = urllib_path(src).lower()
+def url_rule(src: str, patterns: tuple[str, ...], alt: str = "") -> tuple[str | None, dict]:
+    """UI elements: a pattern anywhere in the URL (BAGEL's rule), or as a word of the alt text ("XMR Logo")."""
+    low = "" if src.startswith("data:") else src.lower()  # data: URIs carry no name worth matching
     for p in patterns:
         if p and p.lower() in low:
             return "ui_url", {"url_pattern": p}
+        if p and alt and re.search(rf"\b{re.escape(p.lower())}s?\b", alt.lower()):
+            return "ui_url", {"alt_pattern": p}
     return None, {}
-
-
-def urllib_path(src: str) -> str:
-    # data: URIs carry no name worth matching (and may be megabytes long)
-    return "" if src.startswith("data:") else src
 
 
 def size_rule(w: int, h: int, cfg) -> tuple[str | None, dict]:

@@ -53,7 +53,7 @@ def prepare(doc: dict, cfg) -> dict:
     doc.setdefault("meta", {})["trimmed_blocks"] = trimmed
     for it in items:
         if it["type"] == "image":
-            reason, scores = F.url_rule(it["src"], cfg.filters.url_patterns)
+            reason, scores = F.url_rule(it["src"], cfg.filters.url_patterns, it.get("alt", "") if cfg.filters.match_alt else "")
             if reason:
                 drop_image(doc, it, "read", reason, scores)
     return doc

@@ -9,6 +9,8 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from captioners import build_request
+
 
 def jpg(color=(200, 30, 30), size=(64, 48)) -> bytes:
     from PIL import Image
@@ -24,6 +26,20 @@ def png(size=(64, 48), color=(10, 120, 200)) -> bytes:
     buf = io.BytesIO()
     Image.new("RGB", size, color).save(buf, "PNG")
     return buf.getvalue()
+
+
+def mixed_requests() -> list:
+    """Two-frame, one-image (with and without context) and text-only requests, with different token budgets."""
+    frames = [(jpg((20 * i, 40, 90)), jpg((90, 20 * i, 40))) for i in range(5)]
+    # the tiny model answers in about 10 tokens: a budget of 30 ends ok, one of 4 is cut (truncated)
+    reqs = [build_request("change_caption@v1", images=f, max_tokens=30 if i % 2 else 4) for i, f in enumerate(frames)]
+    reqs += [
+        build_request("image_caption@v1", images=(jpg((5, 5, 5), size=(96, 64)),), max_tokens=8),
+        build_request("image_caption@v1", images=(png((64, 64)),), context="Step 2: loosen the nuts.", max_tokens=8),
+        build_request("topic_label@v1", text="How to change a bicycle tyre in five steps"),
+        build_request("summarize@v1", text="A short text about bread.", max_words=10, max_tokens=8),
+    ]
+    return reqs
 
 
 def free_port() -> int:

@@ -3,24 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from captioner_helpers import jpg, png
+from captioner_helpers import jpg, mixed_requests, png
 
 from captioners import CaptionerConfig, CaptionerConfigError, build_request, make_captioner
-
-
-def mixed_requests() -> list:
-    """Two-frame, one-image (with and without context) and text-only requests, of different lengths."""
-    reqs = [
-        build_request("change_caption@v1", images=(jpg((20 * i, 40, 90)), jpg((90, 20 * i, 40))), max_tokens=8)
-        for i in range(5)
-    ]
-    reqs += [
-        build_request("image_caption@v1", images=(jpg((5, 5, 5), size=(96, 64)),), max_tokens=8),
-        build_request("image_caption@v1", images=(png((64, 64)),), context="Step 2: loosen the nuts.", max_tokens=8),
-        build_request("topic_label@v1", text="How to change a bicycle tyre in five steps"),
-        build_request("summarize@v1", text="A short text about bread.", max_words=10, max_tokens=8),
-    ]
-    return reqs
 
 
 @pytest.mark.timeout(300)
@@ -47,7 +32,9 @@ def test_rejected_and_broken_images_fail_alone(hf_captioner):
     broken = build_request("image_caption@v1", images=(jpg()[:40],), max_tokens=8)
     results = hf_captioner.caption([good[0], bad_ratio, good[1], broken, good[2]])
     assert [r.status for r in results].count("error") == 2
-    assert results[1].status == "error" and "processor rejected" in results[1].error and "aspect ratio" in results[1].error
+    assert (
+        results[1].status == "error" and "processor rejected" in results[1].error and "aspect ratio" in results[1].error
+    )
     assert results[3].status == "error" and "does not decode" in results[3].error
     assert [r.text for r in (results[0], results[2], results[4])] == [r.text for r in hf_captioner.caption(good)]
 

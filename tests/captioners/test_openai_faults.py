@@ -124,10 +124,12 @@ def test_malformed_responses_become_errors(fake_server, kind):
 def test_length_finish_is_truncated_and_images_travel_as_data_urls(fake_server):
     fake_server.finish_reason = "length"
     cap = make_captioner(_cfg(fake_server.url))
-    res = cap.caption([
-        build_request("change_caption@v1", images=(jpg((1, 1, 1)), jpg((250, 1, 1)))),
-        build_request("image_caption@v1", images=(b"broken",)),
-    ])
+    res = cap.caption(
+        [
+            build_request("change_caption@v1", images=(jpg((1, 1, 1)), jpg((250, 1, 1)))),
+            build_request("image_caption@v1", images=(b"broken",)),
+        ]
+    )
     assert res[0].status == "truncated"
     assert res[1].status == "error" and "does not decode" in res[1].error
     assert fake_server.posts == 1  # the undecodable image never went out

@@ -19,10 +19,12 @@ def test_same_request_same_text_other_frames_other_text():
 
 def test_text_only_prompts_get_usable_answers():
     cap = make_captioner(CaptionerConfig(backend="stub"))
-    summ, label = cap.caption([
-        build_request("summarize@v1", text="one two three four five six seven", max_words=3),
-        build_request("topic_label@v1", text="How to change a tyre"),
-    ])
+    summ, label = cap.caption(
+        [
+            build_request("summarize@v1", text="one two three four five six seven", max_words=3),
+            build_request("topic_label@v1", text="How to change a tyre"),
+        ]
+    )
     assert summ.status == "ok" and summ.text == "one two three"
     assert label.status == "ok" and label.text in ("tutorial", "howto", "encyclopedic", "design", "other")
 
@@ -30,13 +32,15 @@ def test_text_only_prompts_get_usable_answers():
 def test_bad_requests_become_error_results_in_place():
     cap = make_captioner(CaptionerConfig(backend="stub"))
     good = build_request("image_caption@v1", images=(jpg(),))
-    results = cap.caption([
-        good,
-        build_request("change_caption@v1", images=(jpg(),)),  # one frame short
-        build_request("image_caption@v1", images=(b"\x00not an image",)),
-        build_request("summarize@v1"),  # no text
-        good,
-    ])
+    results = cap.caption(
+        [
+            good,
+            build_request("change_caption@v1", images=(jpg(),)),  # one frame short
+            build_request("image_caption@v1", images=(b"\x00not an image",)),
+            build_request("summarize@v1"),  # no text
+            good,
+        ]
+    )
     assert [r.status for r in results] == ["ok", "error", "error", "error", "ok"]
     assert "expects 2 image" in results[1].error
     assert "does not decode" in results[2].error

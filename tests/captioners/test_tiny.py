@@ -12,7 +12,13 @@ def test_make_tiny_vlm_command_writes_a_complete_folder(tmp_path, capsys):
     assert main(["make-tiny-vlm", str(out)]) == 0
     assert str(out) in capsys.readouterr().out
     names = {p.name for p in out.iterdir()}
-    assert {"config.json", "model.safetensors", "tokenizer.json", "chat_template.jinja", "processor_config.json"} <= names
+    assert {
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "chat_template.jinja",
+        "processor_config.json",
+    } <= names
     text = json.loads((out / "config.json").read_text())["text_config"]
     assert text["hidden_size"] // text["num_attention_heads"] == 64
     from transformers import AutoProcessor

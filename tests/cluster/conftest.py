@@ -17,8 +17,9 @@ def cluster():
     root = Path(tempfile.mkdtemp(prefix="brc", dir="/tmp"))  # short: Ray's unix socket paths must stay < 108 bytes
     c = LocalCluster(root)
     try:
-        c.start_node("head", head=True)
-        c.start_node("node2")
+        # the head alone must still fit a caption actor, a CPU task and a shard writer once node2 is lost
+        c.start_node("head", head=True, num_cpus=2)
+        c.start_node("node2", num_cpus=1)
         yield c
     finally:
         c.shutdown()

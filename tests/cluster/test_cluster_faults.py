@@ -141,14 +141,15 @@ def test_losing_the_second_node_mid_job_still_accounts_for_every_input(cluster, 
                                                                           tmp_path):
     cluster.ensure_node("node2")
     out, ctl = tmp_path / "out", tmp_path / "ctl"
-    d = driver_factory(cluster, out, ctl, "--n", str(N))
+    n = 16
+    d = driver_factory(cluster, out, ctl, "--n", str(n))
 
     def node2_working():
         on_node2 = set(cluster.node_pids("node2"))
         starts = [e for e in d.events() if e["what"].endswith("-start") and e["pid"] in on_node2]
-        return starts and len(written_ids(out)) < N - 8
+        return starts and len(written_ids(out)) < n - 4
 
     d.wait_for(node2_working, 90, "work running on the second node")
     cluster.kill_node("node2")
     d.finish(timeout=120)
-    assert_same_as_reference(out, reference)
+    assert_same_as_reference(out, reference, n)

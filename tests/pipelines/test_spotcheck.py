@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "model"))  # the model tests' shared tiny run
-from spot_run import trained_run  # noqa: E402
+from spot_run import trained_run
 
-from pipelines.cli import main  # noqa: E402
+from pipelines.cli import main
 
 CHROMIUM = Path("/usr/bin/chromium")
 GREEN = (20, 220, 40)  # the test images' colour, easy to find in a screenshot
@@ -33,7 +33,7 @@ def _jpeg(color, size=(64, 48)) -> bytes:
 
 def _shards(out: Path) -> list[Path]:
     """Two shards of video samples with green frames; one duplicate image, one over-long change caption."""
-    from schemas import CaptionerInfo, ImageSegment, Sample, Source, ShardWriter, TextSegment
+    from schemas import CaptionerInfo, ImageSegment, Sample, ShardWriter, Source, TextSegment
 
     samples = []
     for i in range(6):

@@ -10,7 +10,7 @@ import pytest
 
 from pipelines.cli import main as braid
 from pipelines.config import ConfigError, build_config
-from pipelines.web_interleave.command import build_config_nulls, run_web
+from pipelines.web_interleave.command import build_config_nulls, run_web_job
 from pipelines.web_interleave.config import WebConfig
 from schemas import load_manifest, read_samples, validate
 
@@ -20,7 +20,7 @@ FAULT_REASONS = {"http_404", "http_500", "timeout", "too_large", "not_an_image",
 
 def web_cfg(out: Path, executor: str = "local", **over) -> WebConfig:
     base = {"run.out_dir": str(out), "run.executor": executor, "captioner.backend": "stub",
-            "fetch.allow_private_net": True, "fetch.timeout_s": 1.0, "fetch.retries": 1, "fetch.backoff_s": 0.05,
+            "fetch.allow_private_net": True, "fetch.timeout_s": 2.0, "fetch.retries": 1, "fetch.backoff_s": 0.05,
             "fetch.max_bytes": 1 << 20, "filters.min_relevance": None}
     merged = {**base, **over}
     cfg = build_config(WebConfig, None, {k: v for k, v in merged.items() if v is not None}, preset="tiny")
@@ -93,7 +93,7 @@ def test_generated_pages_and_documents_in_process(web_server, gen_site, tmp_path
     dead = f"{web_server}/gen/nope/index.html"
     files = document_files(tmp_path, web_server)
     out = tmp_path / "out"
-    summary = run_web([*pages, faults, two, dead, *files], web_cfg(out))
+    summary = run_web_job([*pages, faults, two, dead, *files], web_cfg(out))
     assert summary["inputs"] == 8 and summary["written"] + summary["filtered"] + summary["failed"] == 8
     leaves = leaf_outcomes(out)
     by_input = {}
@@ -116,7 +116,7 @@ def test_generated_pages_and_documents_in_process(web_server, gen_site, tmp_path
     failed = [r for r in leaves.values() if r["status"] == "failed"]
     assert {r["error_kind"] for r in failed} == {"http_404", "bad_row"}
     # documents from files: one part per document, each with its own outcome
-    assert "https://example.org/birdhouse" in samples and "https://example.org/lantern" in samples
+    assert "https://example.org/birdhouse" in samples and "https://example.org/lantern" in samples, leaves
     check_caption_first(samples["https://example.org/birdhouse"])
     assert samples["https://example.org/birdhouse"].meta["format"] == "omnicorpus"
     assert samples["https://example.org/lantern"].meta["format"] == "obelics"
@@ -126,7 +126,7 @@ def test_generated_pages_and_documents_in_process(web_server, gen_site, tmp_path
 
     # the same command again rewrites nothing
     before = sorted(p.name for p in out.glob("*.tar"))
-    again = run_web([*pages, faults, two, dead, *files], web_cfg(out))
+    again = run_web_job([*pages, faults, two, dead, *files], web_cfg(out))
     assert again["resumed_inputs"] == 8 and sorted(p.name for p in out.glob("*.tar")) == before
 
 
@@ -138,7 +138,7 @@ def test_real_pages_in_process(web_server, shared_data, tmp_path):
              "carpentries/python-novice-gapminder/09-plotting.html"]
     urls = [f"{web_server}/docs/{n}" for n in names]
     out = tmp_path / "out"
-    summary = run_web(urls, web_cfg(out, **{"filters.max_ocr_tokens": None}))
+    summary = run_web_job(urls, web_cfg(out, **{"filters.max_ocr_tokens": None}))
     assert summary["inputs"] == 5 and summary["written"] + summary["filtered"] + summary["failed"] == 5
     samples = {s.source.uri: s for shard in out.glob("*.tar") for s in read_samples(shard)}
     ravioli = samples[urls[0]]
@@ -163,7 +163,7 @@ def test_real_pages_in_process(web_server, shared_data, tmp_path):
 def test_through_local_ray(web_server, gen_site, ray_local, tmp_path):
     pages = [f"{web_server}/gen/good/page-{i}/index.html" for i in range(2)] + [f"{web_server}/gen/faults/index.html"]
     out = tmp_path / "out"
-    summary = run_web(pages, web_cfg(out, executor="ray", **{"filters.max_ocr_tokens": None}))
+    summary = run_web_job(pages, web_cfg(out, executor="ray", **{"filters.max_ocr_tokens": None}))
     assert (summary["inputs"], summary["written"], summary["filtered"], summary["failed"]) == (3, 2, 1, 0)
     samples = {s.source.uri: s for shard in out.glob("*.tar") for s in read_samples(shard)}
     for url in pages[:2]:
@@ -182,11 +182,11 @@ def test_command_line_and_config_errors(web_server, gen_site, tmp_path, capsys):
     assert braid(["web", "x.html", "--out", str(tmp_path / "o2"), "--captioner", "hf"]) == 2
     assert "needs a model" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="not a file, folder"):
-        run_web([str(tmp_path / "missing.html")], web_cfg(tmp_path / "o3"))
+        run_web_job([str(tmp_path / "missing.html")], web_cfg(tmp_path / "o3"))
     with pytest.raises(ConfigError, match="min_images"):
         build_config(WebConfig, None, {"filters.min_images": 9})
     # without --allow-private-net, loopback pages are refused and recorded, not fetched
-    summary = run_web([f"{web_server}/gen/good/page-0/index.html"],
+    summary = run_web_job([f"{web_server}/gen/good/page-0/index.html"],
                       web_cfg(tmp_path / "o4", **{"fetch.allow_private_net": False}))
     rec = next(iter(leaf_outcomes(tmp_path / "o4").values()))
     assert summary["failed"] == 1 and rec["error_kind"] == "refused_address"
