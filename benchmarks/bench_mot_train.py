@@ -26,10 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-WORDS = (
-    "the a cat dog ball moves left right jumps over table red car turns waves hit rocks slowly then "
-    "person pours coffee into blue mug camera pans across landscape"
-).split()
+WORDS = ["the", "a", "cat", "dog", "ball", "moves", "left", "right", "jumps", "over", "table", "red", "car", "turns", "waves", "hit", "rocks", "slowly", "then", "person", "pours", "coffee", "into", "blue", "mug", "camera", "pans", "across", "landscape"]
 
 
 def synthetic_samples(n: int, side: tuple[int, int], seed: int = 0):
@@ -94,15 +91,17 @@ def run_path(kind, model, ae, batch, steps, warmup, opt, device):
     from model.attention import MaskSpec, attend, build_mask
     from model.objective import compute_losses
 
-    # the dense path as BAGEL runs it: SDPA's memory-efficient kernel with an explicit mask
-    dense_ctx = sdpa_kernel([SDPBackend.EFFICIENT_ATTENTION]) if device.type == "cuda" else contextlib.nullcontext()
+    def dense_ctx():  # the dense path as BAGEL runs it: SDPA's memory-efficient kernel with an explicit mask
+        if kind == "dense" and device.type == "cuda":
+            return sdpa_kernel([SDPBackend.EFFICIENT_ATTENTION])
+        return contextlib.nullcontext()
 
     def step(i):
         mask = build_mask(MaskSpec(batch.doc, batch.split, batch.mode), kind)  # a new pack needs a new mask
         g = torch.Generator(device=device).manual_seed(i)
         with (
             torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"),
-            dense_ctx if kind == "dense" else contextlib.nullcontext(),
+            dense_ctx(),
         ):
             out = compute_losses(model, ae, batch, mask, attend, g)
         out["loss"].backward()
@@ -139,6 +138,32 @@ def run_path(kind, model, ae, batch, steps, warmup, opt, device):
     }
 
 
+def probe_flex() -> int:
+    """Compile FlexAttention (forward and backward) on a small document mask and time it."""
+    import torch
+
+    from model.attention import MaskSpec, attend, block_mask
+
+    T = 1024
+    doc = torch.arange(T, device="cuda") // 300
+    spec = MaskSpec(doc, doc, torch.zeros_like(doc))
+    t = time.time()
+    bm = block_mask(spec)
+    torch.cuda.synchronize()
+    print(f"probe: block mask {time.time() - t:.1f} s", flush=True)
+    q = torch.randn(1, 8, T, 128, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+    k = torch.randn(1, 2, T, 128, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+    t = time.time()
+    out = attend(q, k, k, bm)
+    torch.cuda.synchronize()
+    print(f"probe: flex forward compiled in {time.time() - t:.1f} s", flush=True)
+    t = time.time()
+    out.float().sum().backward()
+    torch.cuda.synchronize()
+    print(f"probe: flex backward compiled in {time.time() - t:.1f} s", flush=True)
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--preset", default="base")
@@ -151,9 +176,20 @@ def main(argv=None) -> int:
     )
     ap.add_argument("--paths", default="flex,dense")
     ap.add_argument("--tiny", action="store_true", help="CPU dry run: tiny preset, 512 tokens, 2 steps")
+    ap.add_argument("--probe", action="store_true", help="only time compiling FlexAttention on a small shape")
+    ap.add_argument("--dump-after", type=float, default=0, help="print every thread's stack after this many s")
     args = ap.parse_args(argv)
 
+    import faulthandler
+
+    # Inductor's pool of compile workers hung on the lent GPU machine; compiling in-process did not
+    os.environ.setdefault("TORCHINDUCTOR_COMPILE_THREADS", "1")
     import torch
+
+    if args.dump_after:
+        faulthandler.dump_traceback_later(args.dump_after, exit=False)
+    if args.probe:
+        return probe_flex()
 
     from model.attention import MaskSpec, dense_mask
     from model.autoencoder import AutoencoderConfig, build_autoencoder
@@ -207,6 +243,16 @@ def main(argv=None) -> int:
     }
     print(json.dumps(info, indent=1), flush=True)
     results = {}
+    from model.attention import build_mask
+
+    for kind in args.paths.split(","):
+        for _ in range(2):
+            t = time.time()
+            build_mask(MaskSpec(batch.doc, batch.split, batch.mode), kind)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            info[f"{kind}_mask_build_s"] = time.time() - t
+    print({k: round(v, 4) for k, v in info.items() if k.endswith("mask_build_s")}, flush=True)
     t_start = time.time()
     for kind in args.paths.split(","):
         model.load_state_dict(init)

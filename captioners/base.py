@@ -62,7 +62,9 @@ class CaptionerConfig:
       ``vllm serve``), ``vllm`` (in-process vLLM engine), or ``stub`` (deterministic stand-in for tests).
     model: local folder or hub id (hf, vllm); served model name (openai).
     base_url / api_key: the server (openai); default from BRAID_OPENAI_BASE_URL / OPENAI_API_KEY.
-    device, dtype: for hf (``cpu``/``cuda``, ``float32``/``bfloat16``/``float16``).
+    device: for hf (``cpu``, ``cuda``, ``cuda:1``).
+    dtype: weights dtype for hf and vllm: ``auto`` (hf: float32 on CPU, bfloat16 on GPU; vllm: its own
+      choice from the model), ``float32``, ``bfloat16`` or ``float16``.
     batch_size: requests per generate call (hf, vllm); concurrency: parallel HTTP requests (openai).
     timeout_s, max_retries: per HTTP request (openai): seconds before giving up on one attempt, and how
       many more attempts after the first on connection errors, timeouts, 429 and 5xx.
@@ -76,7 +78,7 @@ class CaptionerConfig:
     base_url: str | None = None
     api_key: str | None = None
     device: str = "cpu"
-    dtype: str = "float32"
+    dtype: str = "auto"
     batch_size: int = 8
     concurrency: int = 8
     timeout_s: float = 60.0
@@ -91,6 +93,8 @@ class CaptionerConfig:
         for name in ("batch_size", "concurrency"):
             if getattr(self, name) < 1:
                 raise CaptionerConfigError(f"{name} must be at least 1, not {getattr(self, name)}")
+        if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
+            raise CaptionerConfigError(f"dtype must be auto, float32, bfloat16 or float16, not {self.dtype!r}")
         if self.timeout_s <= 0 or self.max_retries < 0 or self.retry_backoff_s < 0:
             raise CaptionerConfigError("timeout_s must be positive; max_retries and retry_backoff_s not negative")
 

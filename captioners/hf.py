@@ -2,7 +2,8 @@
 
 Requests are grouped by image count and sampling parameters (one ``generate`` call needs one setting),
 then run ``batch_size`` at a time with left padding. A batch the processor refuses is retried one
-request at a time so that only the offending request gets an ``error`` result. ``truncated`` means no
+request at a time, and one that fails in ``generate`` (out of memory, say) is halved until it fits or
+the failing request stands alone, so that only the offending request gets an ``error`` result. ``truncated`` means no
 end-of-sequence token came within ``max_tokens``. A sampling batch is seeded with its first request's seed.
 """
 
@@ -11,14 +12,11 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from pathlib import Path
 
 from .base import CaptionerConfig, CaptionerConfigError, CaptionRequest, CaptionResult
-from .inputs import Prepared, RequestError, error_result, prepare
+from .inputs import Prepared, RequestError, check_model_ref, error_result, prepare
 
 log = logging.getLogger(__name__)
-
-_DTYPES = ("float32", "bfloat16", "float16")
 
 
 class HFCaptioner:
@@ -28,8 +26,6 @@ class HFCaptioner:
         """Load ``cfg.model`` (a folder or hub id); ``processor``/``model`` skip loading (benchmarks)."""
         self.cfg = cfg
         self.model = cfg.model
-        if cfg.dtype not in _DTYPES:
-            raise CaptionerConfigError(f"hf dtype must be one of {', '.join(_DTYPES)}, not {cfg.dtype!r}")
         try:
             import torch
             from transformers import AutoModelForImageTextToText, AutoProcessor
@@ -38,15 +34,12 @@ class HFCaptioner:
         if cfg.device.startswith("cuda") and not torch.cuda.is_available():
             raise CaptionerConfigError(f"device {cfg.device!r} was asked for but torch sees no CUDA GPU")
         self._torch = torch
+        dtype = cfg.dtype if cfg.dtype != "auto" else ("bfloat16" if cfg.device.startswith("cuda") else "float32")
         if model is None:
-            if not cfg.model:
-                raise CaptionerConfigError("the hf backend needs a model folder or hub id (captioner model)")
-            looks_local = cfg.model.startswith((".", "/", "~")) or Path(cfg.model).exists()
-            if looks_local and not Path(cfg.model).expanduser().is_dir():
-                raise CaptionerConfigError(f"model folder {cfg.model} does not exist")
+            check_model_ref(cfg.model, "hf")
             try:
                 processor = AutoProcessor.from_pretrained(cfg.model)
-                model = AutoModelForImageTextToText.from_pretrained(cfg.model, dtype=getattr(torch, cfg.dtype))
+                model = AutoModelForImageTextToText.from_pretrained(cfg.model, dtype=getattr(torch, dtype))
             except (OSError, ValueError) as e:
                 raise CaptionerConfigError(f"cannot load model {cfg.model!r}: {str(e).splitlines()[0]}") from None
             model = model.to(cfg.device).eval()
@@ -87,10 +80,12 @@ class HFCaptioner:
             return [self._run_batch([p])[0] for p in preps]
         try:
             return self._generate(preps, inputs, started)
-        except self._torch.cuda.OutOfMemoryError:
+        except (RuntimeError, ValueError) as e:  # out of memory or one input the model cannot take
+            if isinstance(e, self._torch.cuda.OutOfMemoryError):
+                self._torch.cuda.empty_cache()
             if len(preps) == 1:
-                return [error_result("out of GPU memory", started)]
-            self._torch.cuda.empty_cache()
+                return [error_result(f"generation failed: {type(e).__name__}: {str(e)[:300]}", started)]
+            # halve until the failing request stands alone (or the halves fit in memory)
             half = len(preps) // 2
             return self._run_batch(preps[:half]) + self._run_batch(preps[half:])
 

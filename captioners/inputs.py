@@ -111,6 +111,19 @@ def prepare(request: CaptionRequest, decode: bool = True) -> Prepared:
     return Prepared(request, prompt, text, images, messages)
 
 
+def check_model_ref(model: str, backend: str) -> None:
+    """CaptionerConfigError when no model is named, or a local-looking path does not exist."""
+    from pathlib import Path
+
+    from .base import CaptionerConfigError
+
+    if not model:
+        raise CaptionerConfigError(f"the {backend} backend needs a model folder or hub id (captioner model)")
+    looks_local = model.startswith((".", "/", "~")) or Path(model).exists()
+    if looks_local and not Path(model).expanduser().is_dir():
+        raise CaptionerConfigError(f"model folder {model} does not exist")
+
+
 def error_result(reason: str, started: float | None = None) -> CaptionResult:
     return CaptionResult(
         text="", status="error", error=reason, latency_s=0.0 if started is None else time.perf_counter() - started

@@ -3,9 +3,10 @@
 ``engine_args`` go to ``vllm.LLM`` unchanged (tensor_parallel_size, max_model_len,
 gpu_memory_utilization, limit_mm_per_prompt, ...). Unless given, ``limit_mm_per_prompt`` is two images
 and no video (the largest prompt here shows two frames; no video saves the engine's profiling memory),
-and ``dtype`` comes from the config. Each ``caption`` call sends its requests in chunks of ``batch_size``
-conversations through ``LLM.chat``; vLLM schedules them continuously. A chunk that vLLM refuses
-(for example an image its processor rejects) is retried one request at a time.
+and ``dtype`` comes from the config (``auto`` lets vLLM choose). Each ``caption`` call sends its
+requests in chunks of ``batch_size`` conversations through ``LLM.chat``; vLLM schedules each chunk
+continuously, so on a GPU set ``batch_size`` in the hundreds. A chunk that vLLM refuses (for example an
+image its processor rejects) is retried one request at a time.
 
 vLLM starts worker processes with ``spawn``: a script that builds this backend at import level needs
 an ``if __name__ == "__main__":`` guard.
@@ -16,15 +17,14 @@ from __future__ import annotations
 import time
 
 from .base import CaptionerConfig, CaptionerConfigError, CaptionRequest, CaptionResult
-from .inputs import Prepared, RequestError, error_result, prepare
+from .inputs import Prepared, RequestError, check_model_ref, error_result, prepare
 
 
 class VLLMCaptioner:
     backend = "vllm"
 
     def __init__(self, cfg: CaptionerConfig):
-        if not cfg.model:
-            raise CaptionerConfigError("the vllm backend needs a model folder or hub id (captioner model)")
+        check_model_ref(cfg.model, "vllm")
         try:
             from vllm import LLM, SamplingParams
         except ImportError as e:
@@ -43,6 +43,9 @@ class VLLMCaptioner:
             self.llm = LLM(model=cfg.model, **args)
         except TypeError as e:
             raise CaptionerConfigError(f"bad vLLM engine argument: {e}") from None
+        except (ValueError, OSError, RuntimeError) as e:  # no such model, too little memory, ...
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise CaptionerConfigError(f"vLLM cannot start model {cfg.model!r}: {first}") from None
 
     def caption(self, requests: list[CaptionRequest]) -> list[CaptionResult]:
         results: list[CaptionResult | None] = [None] * len(requests)

@@ -29,7 +29,7 @@ class MaskSpec:
     split: torch.Tensor  # split index, unique across the pack
     mode: torch.Tensor  # CAUSAL / FULL / NOISE of the token's split
 
-    def to(self, device) -> "MaskSpec":
+    def to(self, device) -> MaskSpec:
         return MaskSpec(self.doc.to(device), self.split.to(device), self.mode.to(device))
 
 
@@ -58,8 +58,8 @@ def block_mask(spec: MaskSpec):
         return _allowed(spec, q, k)
 
     n = spec.doc.shape[0]
-    on_gpu = spec.doc.device.type == "cuda"
-    return create_block_mask(mask_mod, None, None, n, n, device=spec.doc.device, BLOCK_SIZE=BLOCK_SIZE, _compile=on_gpu)
+    # not compiled: each pack brings a new mask_mod closure, and compiling per pack costs seconds
+    return create_block_mask(mask_mod, None, None, n, n, device=spec.doc.device, BLOCK_SIZE=BLOCK_SIZE)
 
 
 _compiled_flex = None

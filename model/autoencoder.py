@@ -38,7 +38,7 @@ class AutoencoderConfig:
         Path(path).write_text(json.dumps(self.to_json(), indent=1))
 
     @classmethod
-    def load(cls, path: str | Path) -> "AutoencoderConfig":
+    def load(cls, path: str | Path) -> AutoencoderConfig:
         data = json.loads(Path(path).read_text())
         known = {f.name for f in dataclasses.fields(cls)}
         if set(data) - known:

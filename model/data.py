@@ -73,7 +73,7 @@ class TextTokenizer:
         self.tok.save(str(Path(folder) / "tokenizer.json"))
 
     @classmethod
-    def load(cls, folder: str | Path) -> "TextTokenizer":
+    def load(cls, folder: str | Path) -> TextTokenizer:
         from tokenizers import Tokenizer
 
         path = Path(folder) / "tokenizer.json"
@@ -82,7 +82,7 @@ class TextTokenizer:
         return cls(Tokenizer.from_file(str(path)))
 
     @classmethod
-    def fit(cls, texts, vocab_size: int) -> "TextTokenizer":
+    def fit(cls, texts, vocab_size: int) -> TextTokenizer:
         """A byte-level BPE fitted on the given texts (any text still encodes: the byte alphabet is in)."""
         from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
@@ -207,7 +207,7 @@ class Batch:
     keys: list[str]
     n_real: int  # tokens before padding
 
-    def to(self, device) -> "Batch":
+    def to(self, device) -> Batch:
         import torch
 
         moved = {k: (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v)
@@ -267,7 +267,7 @@ def pack(plans: list[Plan], tok: TextTokenizer, mcfg, pad_to: int = BLOCK_SIZE) 
     for j in range(n_pad):  # padding: one causal split per pad run, its own doc, no loss
         add(tok.pad, TEXT, j, len(plans), n_split, CAUSAL, -1)
 
-    t = lambda x: torch.tensor(x, dtype=torch.long)  # noqa: E731
+    t = lambda x: torch.tensor(x, dtype=torch.long)
     kind_t, tgt_t = t(kind), t(targets)
     ce_idx = (tgt_t != -100).nonzero().squeeze(1)
     return Batch(

@@ -156,7 +156,6 @@ class Trainer:
         if resume:
             self.load()
         packs = self.stream.packs(*self.position)
-        metrics = open(self.out / "metrics.jsonl", "a") if self.rank == 0 else None
         bar = None
         if self.rank == 0:
             from tqdm import tqdm
@@ -165,7 +164,7 @@ class Trainer:
         if self.step == 0 and self.rank == 0:  # the starting point of the eval curve
             ev = self.eval_loss()
             if ev:
-                metrics.write(json.dumps({"step": 0, **ev}) + "\n")
+                self._log({"step": 0, **ev})
         t0, tokens = time.time(), 0
         while self.step < t.steps:
             lr = lr_at(self.step, t)
@@ -202,8 +201,7 @@ class Trainer:
                     row.update(ev)
             if self.rank == 0:
                 if self.step % t.log_every == 0 or "eval_loss" in row or self.step == t.steps:
-                    metrics.write(json.dumps(row) + "\n")
-                    metrics.flush()
+                    self._log(row)
                 bar.update(1)
                 bar.set_postfix(loss=f"{sums['loss']:.4f}", ce=f"{sums['ce']:.3f}", mse=f"{sums['mse']:.4f}")
             if self.step % t.ckpt_every == 0 or self.step == t.steps:
@@ -212,9 +210,12 @@ class Trainer:
             self._check_in_sync()
         if self.rank == 0:
             bar.close()
-            metrics.close()
             self.save()
             plot_losses(self.out / "metrics.jsonl", self.out / "loss.png")
+
+    def _log(self, row: dict) -> None:
+        with open(self.out / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(row) + "\n")
 
     def _check_in_sync(self) -> None:
         import torch.distributed as dist

@@ -16,8 +16,8 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 TEXT, VIT, LATENT = 0, 1, 2  # token kinds; only LATENT goes to the generation expert
 
@@ -62,11 +62,11 @@ class MoTConfig:
     def latent_patch_dim(self) -> int:
         return self.latent_channels * self.latent_patch**2
 
-    def replace(self, **changes) -> "MoTConfig":
+    def replace(self, **changes) -> MoTConfig:
         return dataclasses.replace(self, **changes)
 
     @classmethod
-    def preset(cls, name: str) -> "MoTConfig":
+    def preset(cls, name: str) -> MoTConfig:
         presets = {
             # CPU tests: a few seconds per hundred steps
             "tiny": cls(vocab_size=512, d_model=64, n_layers=2, n_heads=4, n_kv_heads=2, head_dim=16, d_ff=128,

@@ -50,7 +50,7 @@ class TrainConfig:
     attention: str = "auto"  # "auto" (flex on GPU, dense on CPU), "flex" or "dense"
 
     @classmethod
-    def preset(cls, name: str) -> "TrainConfig":
+    def preset(cls, name: str) -> TrainConfig:
         return {
             "tiny": cls(steps=200, lr=1e-3, warmup=10, eval_every=50, eval_batches=4, ckpt_every=100),
             "small": cls(steps=5000, lr=3e-4, warmup=200, eval_every=250, ckpt_every=1000),

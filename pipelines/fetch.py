@@ -379,9 +379,13 @@ class Fetcher:
 
     async def _fetch_all(self, urls, kind, local_root):
         sem = asyncio.Semaphore(self.cfg.concurrency)
+        hosts: dict[str, asyncio.Semaphore] = {}
 
         async def one(u):
-            async with sem:
+            # wait for a slot here, not inside aiohttp's pool, where waiting would count against the timeout
+            host = urllib.parse.urlsplit(u).netloc if u[:4].lower() == "http" else ""
+            per_host = hosts.setdefault(host, asyncio.Semaphore(self.cfg.per_host))
+            async with sem, per_host:
                 return await self._fetch_one(u, kind, local_root)
 
         return await asyncio.gather(*(one(u) for u in urls))
@@ -491,7 +495,7 @@ class Fetcher:
             self._thread.join(timeout=10)
         loop.close()
 
-    def __enter__(self) -> "Fetcher":
+    def __enter__(self):
         return self
 
     def __exit__(self, *exc) -> None:

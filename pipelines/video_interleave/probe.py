@@ -6,6 +6,23 @@ times a second, that frame at ``decode_side`` (for frame sampling). Decoding run
 with a deadline: decord and FFmpeg can hang on a broken file, and their calls release the GIL, so
 the stage gives up on a stuck video and goes on with the next (the stuck thread is abandoned).
 
+Decoders, in order (``decoder: decord``; ``decoder: opencv`` runs OpenCV alone):
+
+1. PyAV (FFmpeg), the analysis pass. Measured on the shared sample videos, decord's pass costs more
+   than OpenCV decoding every frame at full size, because decord reconstructs, scales and seeks for
+   frames the analysis never looks at. With ``analysis_stride`` > 1 this pass asks FFmpeg not to
+   reconstruct non-reference frames (``skip_frame=NONREF``: B-frames nothing depends on, about every
+   other frame in x264 output), decodes with frame threads, and builds thumbnails from the YUV planes
+   (subsampled, then area-averaged) instead of converting whole frames to RGB; only candidates are
+   converted, straight to ``decode_side``. Frame numbers come from ranking presentation timestamps
+   among all demuxed packets, so they are exact display indices. If a stream's skipped runs are
+   longer than the stride (cuts would be placed less exactly), the pass decodes every frame from there on.
+   The loop filter is never skipped: the candidates are the frames that get written.
+2. decord, when PyAV cannot open the file, finds no timestamps, or stops well before the end.
+3. OpenCV, when decord fails too.
+So decord stays the first decoder behind the fast pass for any file the pass cannot vouch for, and
+OpenCV the last resort, as the pipeline's contract asks; ``video.decoder`` records which one ran.
+
 Record keys added: ``video`` (codec, width, height, fps, frames, duration_s, decoder, frames_decoded),
 ``thumbs`` / ``thumb_idx`` (analysis thumbnails and their frame indices), ``cands`` / ``cand_idx``
 (candidate frames, RGB uint8) and ``subtitles`` (cues from a sidecar file).
@@ -13,6 +30,7 @@ Record keys added: ``video`` (codec, width, height, fps, frames, duration_s, dec
 
 from __future__ import annotations
 
+import bisect
 import os
 import threading
 import time
@@ -81,21 +99,28 @@ def read_header(path: str) -> dict:
 
 
 class _Collector:
-    """Turns decoded frames (in analysis order) into thumbnails and candidates."""
+    """Gathers thumbnails and candidates, in analysis order."""
 
     def __init__(self, cfg: ProbeConfig, fps: float, dw: int, dh: int):
-        import cv2
-
-        self.cv2 = cv2
         self.tw, self.th = scaled_size(dw, dh, cfg.analysis_side)
         self.cand_step = max(1, round((fps or 30.0) / (cfg.analysis_stride * cfg.candidate_fps)))
         self.thumbs, self.thumb_idx, self.cands, self.cand_idx = [], [], [], []
 
+    def wants_cand(self) -> bool:
+        return len(self.thumb_idx) % self.cand_step == 0
+
     def add(self, frame_index: int, rgb: np.ndarray) -> None:
-        if len(self.thumb_idx) % self.cand_step == 0:
-            self.cands.append(rgb)
+        """A frame decoded at ``decode_side`` (decord, OpenCV)."""
+        import cv2
+
+        thumb = cv2.resize(rgb, (self.tw, self.th), interpolation=cv2.INTER_AREA)
+        self.add_thumb(frame_index, thumb, rgb if self.wants_cand() else None)
+
+    def add_thumb(self, frame_index: int, thumb: np.ndarray, cand: np.ndarray | None) -> None:
+        if cand is not None:
+            self.cands.append(cand)
             self.cand_idx.append(frame_index)
-        self.thumbs.append(self.cv2.resize(rgb, (self.tw, self.th), interpolation=self.cv2.INTER_AREA))
+        self.thumbs.append(thumb)
         self.thumb_idx.append(frame_index)
 
     def result(self, decoder: str, fps: float, frames: int, w: int, h: int, error: str | None) -> Decoded:
@@ -103,6 +128,109 @@ class _Collector:
         return Decoded(decoder, fps, frames, w, h,
                        np.stack(self.thumbs) if self.thumbs else empty, np.asarray(self.thumb_idx, np.int64),
                        np.stack(self.cands) if self.cands else empty, np.asarray(self.cand_idx, np.int64), error)
+
+
+def _plane(frame, i: int) -> np.ndarray:
+    p = frame.planes[i]
+    return np.frombuffer(p, np.uint8).reshape(p.height, p.line_size)[:, : p.width]
+
+
+def thumb_yuv420(frame, tw: int, th: int) -> np.ndarray:
+    """RGB thumbnail of a yuv420p/yuvj420p PyAV frame, from its planes (BT.601, the frame's range)."""
+    import cv2
+
+    # every thumbnail pixel still averages at least 4x4 samples of the subsampled plane
+    d = max(1, min(frame.width // tw, frame.height // th) // 4)
+    y, u, v = (cv2.resize(np.ascontiguousarray(_plane(frame, i)[::d, ::d]), (tw, th), interpolation=cv2.INTER_AREA)
+               for i in range(3))
+    ycc = np.dstack([y, v, u])
+    if frame.format.name != "yuvj420p" and frame.color_range != 2:  # limited (MPEG) range to full
+        f = ycc.astype(np.float32)
+        f[..., 0] = (f[..., 0] - 16.0) * (255.0 / 219.0)
+        f[..., 1:] = (f[..., 1:] - 128.0) * (255.0 / 224.0) + 128.0
+        ycc = np.clip(f + 0.5, 0, 255).astype(np.uint8)
+    return cv2.cvtColor(ycc, cv2.COLOR_YCrCb2RGB)
+
+
+class _NoTimestamps(Exception):
+    pass
+
+
+def decode_pyav(path: str, cfg: ProbeConfig, cancel: threading.Event) -> Decoded:
+    """The analysis pass: reference frames only (when striding), thumbnails from planes, candidates via swscale."""
+    import av
+    from av.video.reformatter import VideoReformatter
+
+    try:
+        container = av.open(path, metadata_errors="ignore")
+    except (av.FFmpegError, OSError, ValueError, UnicodeDecodeError) as e:
+        raise DecodeError("decode_error", f"PyAV cannot open the file: {str(e)[:200]}") from None
+    with container:
+        if not container.streams.video:
+            raise DecodeError("no_video_stream", "the file has no video stream")
+        s = container.streams.video[0]
+        cc = s.codec_context
+        w, h = cc.width, cc.height
+        if w <= 0 or h <= 0:
+            raise DecodeError("no_frames", "PyAV finds no video frames")
+        fps = float(s.average_rate or s.guessed_rate or 0)
+        cc.thread_type, cc.thread_count = "AUTO", cfg.decode_threads
+        stride = cfg.analysis_stride
+        skipping = stride > 1
+        if skipping:
+            cc.skip_frame = "NONREF"
+        dw, dh = scaled_size(w, h, cfg.decode_side)
+        col = _Collector(cfg, fps, dw, dh)
+        rf = VideoReformatter()
+        pts: list[int] = []  # sorted presentation timestamps of the packets demuxed so far
+        prev, last = None, -(1 << 62)
+        packets, error, stopped = 0, None, False
+        for pkt in container.demux(s):
+            if cancel.is_set():
+                stopped = True
+                break
+            if pkt.size:
+                if pkt.pts is None:
+                    raise _NoTimestamps
+                bisect.insort(pts, pkt.pts)
+                packets += 1
+            try:
+                frames = cc.decode(pkt)
+            except av.FFmpegError as e:
+                error = error or f"PyAV error near packet {packets}: {str(e)[:200]}"
+                continue
+            for f in frames:
+                if f.pts is None:
+                    raise _NoTimestamps
+                # every packet shown before this frame is decoded before it, so its rank is its index
+                i = bisect.bisect_left(pts, f.pts)
+                if i >= cfg.max_frames:
+                    stopped = True
+                    break
+                if skipping and prev is not None and i - prev > stride:
+                    cc.skip_frame, skipping = "DEFAULT", False  # runs of non-reference frames longer than the stride
+                prev = i
+                if i < last + stride:
+                    continue
+                last = i
+                fmt = f.format.name
+                thumb = (thumb_yuv420(f, col.tw, col.th) if fmt in ("yuv420p", "yuvj420p")
+                         else rf.reformat(f, col.tw, col.th, "rgb24", interpolation="AREA").to_ndarray())
+                cand = None
+                if col.wants_cand():
+                    cand = np.ascontiguousarray(
+                        rf.reformat(f, dw, dh, "rgb24", interpolation="AREA").to_ndarray())
+                col.add_thumb(i, thumb, cand)
+            if stopped:
+                break
+        if stopped:  # the header's count; packets were not all seen
+            dur = float(s.duration * s.time_base) if s.duration else (container.duration or 0) / 1e6
+            n = max(packets, int(s.frames or round(dur * fps)))
+        else:
+            n = packets
+    if not col.thumb_idx:
+        raise DecodeError("no_frames", "PyAV decodes no frames" + (f" ({error})" if error else ""))
+    return col.result("pyav", fps, n, w, h, error)
 
 
 def decode_decord(path: str, cfg: ProbeConfig, size: tuple[int, int] | None, cancel: threading.Event) -> Decoded:
@@ -171,17 +299,25 @@ def decode_opencv(path: str, cfg: ProbeConfig, cancel: threading.Event) -> Decod
 
 
 def decode_video(path: str, cfg: ProbeConfig, header: dict | None, cancel: threading.Event) -> Decoded:
-    """decord first (unless configured off); OpenCV when decord fails or stops early."""
+    """PyAV's analysis pass, then decord, then OpenCV (``decoder: opencv``: OpenCV alone); see the module doc."""
     errors = []
     size = (header["width"], header["height"]) if header and header.get("width") else None
+    header_frames = (header or {}).get("frames", 0)
     if cfg.decoder == "decord":
-        try:
-            d = decode_decord(path, cfg, size, cancel)
-            if d.error is None or _complete(d, cfg):
+        for name, fn in (("pyav", lambda: decode_pyav(path, cfg, cancel)),
+                         ("decord", lambda: decode_decord(path, cfg, size, cancel))):
+            if cancel.is_set():
+                break
+            try:
+                d = fn()
+            except _NoTimestamps:
+                continue
+            except DecodeError as e:
+                errors.append(str(e))
+                continue
+            if (d.error is None and name == "decord") or _complete(d, cfg, header_frames):
                 return d
-            errors.append(d.error)
-        except DecodeError as e:
-            errors.append(str(e))
+            errors.append(d.error or f"{name} stopped at frame {int(d.thumb_idx[-1]) + 1} of {d.frames}")
     if cancel.is_set():
         raise DecodeError("timeout", "decoding ran past the time limit")
     try:

@@ -118,10 +118,10 @@ class WebConfig:
     batch_size: int = 4  # documents per stage batch
 
     @classmethod
-    def tiny(cls) -> "WebConfig":
+    def tiny(cls) -> WebConfig:
         """For tests: in-process, short timeouts, one retry."""
         return cls(run=RunConfig(executor="local", chunk_size=8),
                    fetch=FetchConfig(timeout_s=2.0, connect_timeout_s=1.0, retries=1, backoff_s=0.05))
 
-    def with_out(self, out_dir: str) -> "WebConfig":
+    def with_out(self, out_dir: str) -> WebConfig:
         return replace(self, run=replace(self.run, out_dir=out_dir))

@@ -27,7 +27,7 @@ DROP_ROLES = {"navigation", "banner", "contentinfo", "complementary", "search", 
 BOILERPLATE_RE = re.compile(
     r"(^|[\s_-])(nav|navbar|menu|sidebar|breadcrumbs?|share|sharing|social|advert\w*|ads?|adsbygoogle|sponsor\w*|"
     r"promo\w*|cookie\w*|consent|banner|comments?|related|footer|newsletter|subscribe|pagination|skip-link|"
-    r"visually-hidden|sr-only|popup|modal|toolbar|print-only)($|[\s_-])", re.I)
+    r"visually-hidden|sr-only|popup|modal|toolbar|print-only)($|[\s_-])", re.IGNORECASE)
 MAIN_XPATHS = ("//main", "//*[@role='main']", "//article", "//*[@id='main-content']", "//*[@id='content']")
 WS_RE = re.compile(r"\s+")
 

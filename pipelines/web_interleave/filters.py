@@ -98,13 +98,14 @@ class DedupIndex:
             d = Path(persist_dir)
             d.mkdir(parents=True, exist_ok=True)
             for path in sorted(d.glob("*.jsonl")):
-                for line in open(path, encoding="utf-8"):
+                for line in path.read_text(encoding="utf-8").splitlines():
                     try:
                         rec = json.loads(line)
                         self._add(rec["sha256"], int(rec["phash"], 16), rec["doc"])
                     except (json.JSONDecodeError, KeyError, ValueError, TypeError):
                         continue  # a torn last line from a killed worker
-            self._file = open(d / f"seen-{os.getpid()}-{id(self):x}.jsonl", "a", encoding="utf-8")
+            # kept open for the worker's life (appends as images are kept); closed by close()
+            self._file = open(d / f"seen-{os.getpid()}-{id(self):x}.jsonl", "a", encoding="utf-8")  # noqa: SIM115
 
     def _add(self, sha: str, ph: int, doc: str) -> None:
         self.exact.setdefault(sha, doc)

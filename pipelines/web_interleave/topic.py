@@ -51,7 +51,7 @@ class TopicClassifier:
                 "trained_on": self.trained_on}
 
     @classmethod
-    def from_json(cls, obj: dict) -> "TopicClassifier":
+    def from_json(cls, obj: dict) -> TopicClassifier:
         coef, icp = np.asarray(obj["coef"], dtype=np.float32), np.asarray(obj["intercept"], dtype=np.float32)
         if obj.get("format") != "braid-topic-logreg@1" or coef.shape != (len(obj["labels"]), 384) or \
                 icp.shape != (len(obj["labels"]),):
@@ -129,7 +129,7 @@ def train(texts: list[str], labels: list[str], c: float = 4.0) -> TopicClassifie
 
 def read_labels(path: str | Path) -> list[dict]:
     rows = []
-    for n, line in enumerate(open(path, encoding="utf-8"), 1):
+    for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
         if line.strip():
             row = json.loads(line)
             if not isinstance(row, dict) or not isinstance(row.get("text"), str) or not isinstance(row.get("label"), str):

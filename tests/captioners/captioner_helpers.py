@@ -53,7 +53,7 @@ class FakeOpenAI:
 
     Its reply echoes the last line of the request's text, so tests can check result order.
     Behaviour knobs (set before or during a test): ``fail_first`` status codes returned to the first
-    requests, ``delay_s`` before each answer, ``die_after`` answered requests after which it stops
+    requests, ``delay_s`` before each answer, ``die_after`` requests after which it stops
     listening and drops every open connection, ``malformed`` (``"json"`` or ``"shape"``),
     ``reject`` (a substring of the request text answered with HTTP 400), ``finish_reason``.
     """
@@ -113,7 +113,7 @@ class FakeOpenAI:
                     fake.inflight += 1
                     fake.max_inflight = max(fake.max_inflight, fake.inflight)
                     code = fake.fail_first.pop(0) if fake.fail_first else 200
-                    dying = fake.die_after is not None and fake.answered >= fake.die_after
+                    dying = fake.die_after is not None and fake.posts > fake.die_after
                     if dying:
                         fake.dead = True
                 try:

@@ -129,7 +129,9 @@ def vllm_captioner(tiny_vlm):
     from captioners import CaptionerConfig, make_captioner
 
     engine_args = {"max_model_len": 1024, "enforce_eager": True, "distributed_executor_backend": "uni"}
-    cap = make_captioner(CaptionerConfig(backend="vllm", model=str(tiny_vlm), batch_size=4, engine_args=engine_args))
+    cap = make_captioner(
+        CaptionerConfig(backend="vllm", model=str(tiny_vlm), dtype="float32", batch_size=4, engine_args=engine_args)
+    )
     yield cap
     cap.close()
 

@@ -17,6 +17,8 @@ from captioners.cache import CACHE_FILE, RequestCache, request_key
 
 ROOT = Path(__file__).resolve().parents[2]
 
+pytestmark = pytest.mark.timeout(120)
+
 
 def _cfg(url: str) -> CaptionerConfig:
     return CaptionerConfig(backend="openai", base_url=url, max_retries=0, concurrency=4)

@@ -9,6 +9,8 @@ from captioner_helpers import free_port, jpg
 
 from captioners import CaptionerConfig, CaptionerConfigError, build_request, make_captioner
 
+pytestmark = pytest.mark.timeout(120)
+
 
 def _cfg(url: str, **kw) -> CaptionerConfig:
     base = {"backend": "openai", "base_url": url, "timeout_s": 5.0, "max_retries": 2, "retry_backoff_s": 0.05}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from captioner_helpers import jpg, mixed_requests, png
 
-from captioners import build_request
+from captioners import CaptionerConfig, CaptionerConfigError, build_request, make_captioner
 
 pytestmark = pytest.mark.slow
 
@@ -28,3 +28,8 @@ def test_engine_matches_hf_and_fails_bad_images_alone(vllm_captioner, hf_caption
     assert [got[i].output_tokens for i in fine] == [want[i].output_tokens for i in fine]
     assert [got[i].prompt_tokens for i in fine] == [want[i].prompt_tokens for i in fine]
     assert vllm_captioner.backend == "vllm"
+
+
+def test_missing_model_folder_is_a_config_error_before_the_engine_starts(tmp_path):
+    with pytest.raises(CaptionerConfigError, match="does not exist"):
+        make_captioner(CaptionerConfig(backend="vllm", model=str(tmp_path / "nope")))

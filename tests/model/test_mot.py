@@ -88,7 +88,7 @@ def test_routing_by_gradients(tiny):
         model.zero_grad()
         hidden.index_select(0, rows).pow(2).sum().backward(retain_graph=True)
         lm = model.language_model.named_parameters()
-        return {n: p.grad for n, p in lm if n.startswith("model.layers") or n.startswith("model.norm")}
+        return {n: p.grad for n, p in lm if n.startswith(("model.layers", "model.norm"))}
 
     und_rows = batch.und_idx[batch.kind[batch.und_idx] == 1]  # ViT tokens
     text_rows = batch.und_idx[batch.kind[batch.und_idx] == 0]

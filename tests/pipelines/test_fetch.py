@@ -7,6 +7,7 @@ import http.server
 import io
 import threading
 import time
+from typing import ClassVar
 
 import pytest
 from PIL import Image
@@ -27,8 +28,8 @@ def jpeg(size=(320, 240), color=(20, 120, 200)) -> bytes:
 
 class H(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, so connection reuse is visible
-    hits: list = []
-    peers: set = set()
+    hits: ClassVar[list] = []
+    peers: ClassVar[set] = set()
 
     def log_message(self, *a):
         pass
@@ -85,8 +86,8 @@ def server():
 
 
 def cfg(**kw) -> FetchConfig:
-    base = dict(timeout_s=1.0, connect_timeout_s=1.0, retries=1, backoff_s=0.01, max_bytes=200_000,
-                allow_private_net=True)
+    base = {"timeout_s": 1.0, "connect_timeout_s": 1.0, "retries": 1, "backoff_s": 0.01, "max_bytes": 200_000,
+            "allow_private_net": True}
     return FetchConfig(**{**base, **kw})
 
 

@@ -7,12 +7,13 @@ import threading
 import time
 import zlib
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
 from pipelines.web_interleave.synth import drawing, make_example_pages, page_html
 
-SLOW_S = 8.0  # the tests' fetch timeout is 2 s
+SLOW_S = 8.0  # the tests' fetch timeout is 3 s
 
 
 def bomb_png(side: int = 30000) -> bytes:
@@ -29,7 +30,7 @@ def bomb_png(side: int = 30000) -> bytes:
 
 
 class Handler(http.server.SimpleHTTPRequestHandler):
-    routes: dict = {}
+    routes: ClassVar[dict] = {}
     docs_root: Path | None = None
     gen_root: Path | None = None
 

@@ -20,7 +20,7 @@ FAULT_REASONS = {"http_404", "http_500", "timeout", "too_large", "not_an_image",
 
 def web_cfg(out: Path, executor: str = "local", **over) -> WebConfig:
     base = {"run.out_dir": str(out), "run.executor": executor, "captioner.backend": "stub",
-            "fetch.allow_private_net": True, "fetch.timeout_s": 2.0, "fetch.retries": 1, "fetch.backoff_s": 0.05,
+            "fetch.allow_private_net": True, "fetch.timeout_s": 3.0, "fetch.retries": 1, "fetch.backoff_s": 0.05,
             "fetch.max_bytes": 1 << 20, "filters.min_relevance": None}
     merged = {**base, **over}
     cfg = build_config(WebConfig, None, {k: v for k, v in merged.items() if v is not None}, preset="tiny")
@@ -116,7 +116,8 @@ def test_generated_pages_and_documents_in_process(web_server, gen_site, tmp_path
     failed = [r for r in leaves.values() if r["status"] == "failed"]
     assert {r["error_kind"] for r in failed} == {"http_404", "bad_row"}
     # documents from files: one part per document, each with its own outcome
-    assert "https://example.org/birdhouse" in samples and "https://example.org/lantern" in samples, leaves
+    assert "https://example.org/birdhouse" in samples and "https://example.org/lantern" in samples, [
+        (r.get("reason"), r.get("detail")) for r in leaves.values() if r["status"] != "written"]
     check_caption_first(samples["https://example.org/birdhouse"])
     assert samples["https://example.org/birdhouse"].meta["format"] == "omnicorpus"
     assert samples["https://example.org/lantern"].meta["format"] == "obelics"
