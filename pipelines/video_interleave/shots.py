@@ -117,7 +117,8 @@ def split_shots(batch: list[dict], cfg: ShotConfig) -> list[dict]:
             out.append(drop(rec, STAGE, "no_frames", {"frames": 0}))
             continue
         fps = v["fps"] or 30.0
-        steps_per_s = fps / max(1, int(tidx[1] - tidx[0]) if len(tidx) > 1 else 1)
+        # the analysis pass may space frames unevenly (it decodes reference frames only), so take the usual step
+        steps_per_s = fps / (max(1.0, float(np.median(np.diff(tidx)))) if len(tidx) > 1 else 1.0)
         scores = change_scores(thumbs)
         cuts = detect_cuts(scores, steps_per_s, cfg)
         bounds = [0, *cuts, len(tidx)]
