@@ -27,12 +27,12 @@ gibberish by design. For real captions, serve a VLM and point Braid at it, for e
 """
 
 
-def step(title: str, argv: list[str]) -> None:
-    print(f"\n== {title}: braid {' '.join(argv)}", flush=True)
+def step(command: str, argv: list[str]) -> None:
+    print(f"\n== braid {command} {' '.join(argv)}", flush=True)
     t0 = time.time()
-    rc = braid(argv)
+    rc = braid([command, *argv])
     if rc != 0:
-        sys.exit(f"demo step '{title}' failed with exit code {rc}")
+        sys.exit(f"demo step 'braid {command}' failed with exit code {rc}")
     print(f"   ({time.time() - t0:.1f} s)", flush=True)
 
 
@@ -88,7 +88,7 @@ def main(argv: list[str]) -> int:
     train_shards = shards(root / "video") + shards(root / "web")
     step("train", [*train_shards, "--out", str(root / "run"), "--config", "tiny", "--steps", "40"])
     step("spotcheck", [*all_shards, "--checkpoint", str(root / "run"), "--n", "8",
-                       "--out", str(root / "spotcheck.html"), "--seed", "0"])
+                       "--steps", "10", "--out", str(root / "spotcheck.html"), "--seed", "0"])
 
     print("\n== summaries")
     for name in ("video", "web", "reason"):
