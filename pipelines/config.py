@@ -22,8 +22,8 @@ def _coerce(name: str, tp: Any, value: Any) -> Any:
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
+        if type(None) in args and (value is None or (isinstance(value, str) and value.lower() in ("null", "none", "~"))):
+            return None  # "null" from a CLI flag means "unset", as in YAML
         errors = []
         for a in args:
             if a is type(None):

@@ -75,7 +75,10 @@ def main(argv: list[str]) -> int:
     try:
         urls = [f"{base}/{p.relative_to(root / 'pages').as_posix()}" for p in pages]
         print(f"serving {len(urls)} example pages on {base}")
-        step("web", [*urls, "--out", str(root / "web"), "--allow-private-net", *cap])
+        # random-weight captions have nothing to do with the text around them, so the relevance
+        # filter would drop every image: the demo records relevance scores without filtering on them
+        step("web", [*urls, "--out", str(root / "web"), "--allow-private-net", "--set", "filters.min_relevance=null",
+                     *cap])
     finally:
         server.shutdown()
 

@@ -8,20 +8,24 @@ the stage gives up on a stuck video and goes on with the next (the stuck thread 
 
 Decoders, in order (``decoder: decord``; ``decoder: opencv`` runs OpenCV alone):
 
-1. PyAV (FFmpeg), the analysis pass. Measured on the shared sample videos, decord's pass costs more
-   than OpenCV decoding every frame at full size, because decord reconstructs, scales and seeks for
-   frames the analysis never looks at. With ``analysis_stride`` > 1 this pass asks FFmpeg not to
-   reconstruct non-reference frames (``skip_frame=NONREF``: B-frames nothing depends on, about every
-   other frame in x264 output), decodes with frame threads, and builds thumbnails from the YUV planes
-   (subsampled, then area-averaged) instead of converting whole frames to RGB; only candidates are
-   converted, straight to ``decode_side``. Frame numbers come from ranking presentation timestamps
-   among all demuxed packets, so they are exact display indices. If a stream's skipped runs are
-   longer than the stride (cuts would be placed less exactly), the pass decodes every frame from there on.
-   The loop filter is never skipped: the candidates are the frames that get written.
-2. decord, when PyAV cannot open the file, finds no timestamps, or stops well before the end.
+1. PyAV (FFmpeg), the analysis pass. On the shared sample videos a plain decord pass at
+   ``decode_side`` costs about as much as OpenCV decoding and converting every frame at full size:
+   decord reconstructs and scales every frame, also those the analysis skips. With
+   ``analysis_stride`` > 1 this pass asks FFmpeg not to reconstruct non-reference frames
+   (``skip_frame=NONREF``; in x264 output about every other frame), decodes with frame threads, and
+   builds thumbnails from the subsampled YUV planes instead of converting whole frames to RGB; only
+   candidates are converted, by one reused swscale context, straight to ``decode_side``. Frame numbers
+   are the rank of each frame's timestamp among the demuxed packets' (every packet shown earlier is
+   demuxed before a frame comes out), so they are exact display indices. Where skipped runs are longer
+   than the stride, cuts would be placed less exactly, so from the first such run on every frame is
+   decoded. The deblocking filter is never skipped: that would be faster, but the candidates are the
+   frames that get written, and without it they drift from the true picture (down to 29 dB PSNR on
+   VP8).
+2. decord, when PyAV cannot open the file, finds packets without timestamps (raw streams), or stops
+   well before the end.
 3. OpenCV, when decord fails too.
-So decord stays the first decoder behind the fast pass for any file the pass cannot vouch for, and
-OpenCV the last resort, as the pipeline's contract asks; ``video.decoder`` records which one ran.
+So decord is still the decoder for any file the fast pass cannot vouch for, and OpenCV the last
+resort, as the pipeline's contract asks; ``video.decoder`` records which one ran.
 
 Record keys added: ``video`` (codec, width, height, fps, frames, duration_s, decoder, frames_decoded),
 ``thumbs`` / ``thumb_idx`` (analysis thumbnails and their frame indices), ``cands`` / ``cand_idx``
