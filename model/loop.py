@@ -15,7 +15,7 @@ import torch
 from . import checkpoint as ck
 from .attention import MaskSpec, attend, build_mask
 from .autoencoder import build_autoencoder
-from .data import pack
+from .data import DataError, pack
 from .mot import MoT
 from .objective import compute_losses
 
@@ -136,10 +136,15 @@ class Trainer:
             return None
         if not hasattr(self, "_eval_batches"):
             packs = []
-            for plans, pos in self.eval_stream.packs():
-                packs.append(pack(plans, self.tok, self.mcfg))
-                if len(packs) >= self.tcfg.eval_batches or pos[0] > 0:
-                    break
+            try:
+                for plans, pos in self.eval_stream.packs():
+                    packs.append(pack(plans, self.tok, self.mcfg))
+                    if len(packs) >= self.tcfg.eval_batches or pos[0] > 0:
+                        break
+            except DataError as e:  # e.g. a single small shard whose hash split holds out nothing
+                log.warning("no evaluation: %s", e)
+                self.eval_stream = None
+                return None
             self._eval_batches = packs
         self.model.eval()
         tot = {"loss": 0.0, "ce": 0.0, "mse": 0.0}

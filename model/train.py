@@ -175,20 +175,16 @@ def _run(args) -> int:
     rank, world, device = setup_distributed(args.device)
     out.mkdir(parents=True, exist_ok=True)
     tok_dir = out / "tokenizer"
-    if args.resume:
-        tok = TextTokenizer.load(tok_dir)
-    elif args.tokenizer:
-        tok = TextTokenizer.load(args.tokenizer)
-    else:
-        if rank == 0:
-            TextTokenizer.fit(_texts(train_shards), cfgs["model"].vocab_size).save(tok_dir)
-        _barrier(world)
-        tok = TextTokenizer.load(tok_dir)
+    if not args.resume and rank == 0:  # one rank writes the run's tokenizer; the others wait, then read it
+        src = TextTokenizer.load(args.tokenizer) if args.tokenizer else TextTokenizer.fit(
+            _texts(train_shards), cfgs["model"].vocab_size)
+        src.save(tok_dir)
+    _barrier(world)
+    tok = TextTokenizer.load(tok_dir)
     if not args.resume:
         vocab = -(-tok.vocab_size // 64) * 64  # rounded up for matrix-friendly shapes
         cfgs["model"] = cfgs["model"].replace(vocab_size=vocab)
         if rank == 0:
-            tok.save(tok_dir)
             cfgs["autoencoder"].save(out / "autoencoder.json")
             doc = {k: dataclasses.asdict(v) for k, v in cfgs.items()}
             doc.update(train_shards=train_shards, eval_shards=eval_shards)

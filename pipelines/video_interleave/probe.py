@@ -139,21 +139,34 @@ def _plane(frame, i: int) -> np.ndarray:
     return np.frombuffer(p, np.uint8).reshape(p.height, p.line_size)[:, : p.width]
 
 
-def thumb_yuv420(frame, tw: int, th: int) -> np.ndarray:
-    """RGB thumbnail of a yuv420p/yuvj420p PyAV frame, from its planes (BT.601, the frame's range)."""
+def thumb_ycc(frame, tw: int, th: int) -> np.ndarray:
+    """(th, tw, 3) Y, Cr, Cb thumbnail of a yuv420p/yuvj420p PyAV frame, straight from its planes."""
     import cv2
 
     # every thumbnail pixel still averages at least 4x4 samples of the subsampled plane
     d = max(1, min(frame.width // tw, frame.height // th) // 4)
-    y, u, v = (cv2.resize(np.ascontiguousarray(_plane(frame, i)[::d, ::d]), (tw, th), interpolation=cv2.INTER_AREA)
-               for i in range(3))
-    ycc = np.dstack([y, v, u])
-    if frame.format.name != "yuvj420p" and frame.color_range != 2:  # limited (MPEG) range to full
-        f = ycc.astype(np.float32)
+    y, u, v = (
+        cv2.resize(np.ascontiguousarray(_plane(frame, i)[::d, ::d]), (tw, th), interpolation=cv2.INTER_AREA)
+        for i in range(3)
+    )
+    return np.dstack([y, v, u])
+
+
+def ycc_to_rgb(ycc: np.ndarray, limited: np.ndarray) -> np.ndarray:
+    """(N, H, W, 3) Y, Cr, Cb thumbnails to RGB (BT.601); those flagged ``limited`` are in MPEG range.
+
+    Converting all thumbnails of a video in one call costs a fraction of converting each as it comes.
+    """
+    import cv2
+
+    if limited.any():
+        f = ycc[limited].astype(np.float32)
         f[..., 0] = (f[..., 0] - 16.0) * (255.0 / 219.0)
         f[..., 1:] = (f[..., 1:] - 128.0) * (255.0 / 224.0) + 128.0
-        ycc = np.clip(f + 0.5, 0, 255).astype(np.uint8)
-    return cv2.cvtColor(ycc, cv2.COLOR_YCrCb2RGB)
+        ycc = ycc.copy()
+        ycc[limited] = np.clip(f + 0.5, 0, 255).astype(np.uint8)
+    n, h, w = ycc.shape[:3]
+    return cv2.cvtColor(ycc.reshape(n * h, w, 3), cv2.COLOR_YCrCb2RGB).reshape(n, h, w, 3)
 
 
 class _NoTimestamps(Exception):
@@ -189,6 +202,7 @@ def decode_pyav(path: str, cfg: ProbeConfig, cancel: threading.Event) -> Decoded
         pts: list[int] = []  # sorted presentation timestamps of the packets demuxed so far
         prev, last = None, -(1 << 62)
         packets, error, stopped = 0, None, False
+        limited: list[bool] = []  # per thumbnail: Y, Cr, Cb in MPEG (limited) range
         for pkt in container.demux(s):
             if cancel.is_set():
                 stopped = True
@@ -217,9 +231,13 @@ def decode_pyav(path: str, cfg: ProbeConfig, cancel: threading.Event) -> Decoded
                 if i < last + stride:
                     continue
                 last = i
-                fmt = f.format.name
-                thumb = (thumb_yuv420(f, col.tw, col.th) if fmt in ("yuv420p", "yuvj420p")
-                         else rf.reformat(f, col.tw, col.th, "rgb24", interpolation="AREA").to_ndarray())
+                if f.format.name in ("yuv420p", "yuvj420p"):
+                    thumb = thumb_ycc(f, col.tw, col.th)
+                    limited.append(f.format.name == "yuv420p" and f.color_range != 2)
+                else:  # other layouts and depths: swscale to full-range planar YCbCr
+                    planes = rf.reformat(f, col.tw, col.th, "yuvj444p", interpolation="AREA").to_ndarray()
+                    thumb = np.ascontiguousarray(planes[[0, 2, 1]].transpose(1, 2, 0))
+                    limited.append(False)
                 cand = None
                 if col.wants_cand():
                     cand = np.ascontiguousarray(
@@ -234,7 +252,9 @@ def decode_pyav(path: str, cfg: ProbeConfig, cancel: threading.Event) -> Decoded
             n = packets
     if not col.thumb_idx:
         raise DecodeError("no_frames", "PyAV decodes no frames" + (f" ({error})" if error else ""))
-    return col.result("pyav", fps, n, w, h, error)
+    d = col.result("pyav", fps, n, w, h, error)
+    d.thumbs = ycc_to_rgb(d.thumbs, np.asarray(limited, bool))
+    return d
 
 
 def decode_decord(path: str, cfg: ProbeConfig, size: tuple[int, int] | None, cancel: threading.Event) -> Decoded:

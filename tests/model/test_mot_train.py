@@ -74,7 +74,7 @@ def test_two_gloo_ranks(tmp_path, shards):
            "-m", "pipelines.cli", "train", *shards, "--out", str(tmp_path / "ddp"), "--config", _config(tmp_path),
            "--steps", "4", "--device", "cpu"]
     proc = subprocess.run(cmd, check=False, env=env, capture_output=True, text=True, timeout=280)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.returncode == 0, (proc.stdout[-1500:], proc.stderr[-3000:])
     rows = [r for r in _rows(tmp_path / "ddp") if "loss" in r]
     assert [r["step"] for r in rows] == [1, 2, 3, 4]
     assert (tmp_path / "ddp" / "checkpoint" / "trainer_state.json").is_file()

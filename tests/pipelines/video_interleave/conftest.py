@@ -9,13 +9,13 @@ from video_scenes import FPS, MAIN_SCENES, MP4V_SCENES, SIZE
 from pipelines.video_interleave.synth import render_scene, write_scenes
 
 
-def _write_x264(path, frames, fps: float, options: dict, fmt: str | None = None):
+def _write_x264(path, frames, fps: float, options: dict, fmt: str | None = None, pix_fmt: str = "yuv420p"):
     """H.264 with B-frames (the synth helper writes none), as most real videos are."""
     import av
 
     with av.open(str(path), "w", format=fmt) as c:
         s = c.add_stream("libx264", rate=round(fps))
-        s.width, s.height, s.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        s.width, s.height, s.pix_fmt = frames.shape[2], frames.shape[1], pix_fmt
         s.options = {"crf": "20", **options}
         for f in frames:
             for pkt in s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
@@ -53,3 +53,8 @@ def synth_bframes(tmp_path_factory):
 def tiny_vlm(tmp_path_factory):
     tiny = pytest.importorskip("captioners.tiny")
     return tiny.make_tiny_vlm(tmp_path_factory.mktemp("tiny_vlm"))
+
+
+@pytest.fixture(scope="session")
+def write_x264():
+    return _write_x264

@@ -6,11 +6,13 @@ import threading
 
 import numpy as np
 import pytest
+from video_scenes import FPS, MAIN_SCENES, SIZE
 
 from pipelines.stage import new_record
 from pipelines.video_interleave.config import ProbeConfig, VideoConfig
 from pipelines.video_interleave.probe import decode_decord, probe_videos
 from pipelines.video_interleave.shots import split_shots
+from pipelines.video_interleave.synth import render_scene
 
 
 def _err(a: np.ndarray, b: np.ndarray) -> float:
@@ -72,3 +74,17 @@ def test_stream_without_timestamps_goes_to_the_next_decoder(synth_bframes):
     parts = split_shots([rec], VideoConfig().shots)[1:]
     found = [p["clip"]["start_frame"] for p in parts if p["clip"]["cut_before"]]
     assert len(found) == len(cuts) - 1 and all(abs(w - g) <= 2 for w, g in zip(cuts[1:], found)), (cuts, found)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("pix_fmt", ["yuv420p", "yuvj420p", "yuv444p", "yuv420p10le"])
+def test_thumbnail_and_candidate_colours_are_true_in_every_pixel_format(tmp_path, write_x264, pix_fmt):
+    """Limited and full range 4:2:0 go the plane path; other layouts and depths go through swscale."""
+    truth = np.concatenate([render_scene(s, *SIZE) for s in MAIN_SCENES[:3]])
+    path = write_x264(tmp_path / f"{pix_fmt}.mp4", truth, FPS, {"preset": "veryfast"}, pix_fmt=pix_fmt)
+    rec = probe_videos([new_record("v", uri=str(path))], ProbeConfig(decode_side=128))[0]
+    assert rec["status"] == "ok" and rec["video"]["decoder"] == "pyav", rec
+    for arr, at, tol in ((rec["thumbs"], rec["thumb_idx"], 3.0), (rec["cands"], rec["cand_idx"], 7.0)):
+        want = _thumbs_of(truth[at], arr.shape[2:0:-1])
+        assert _err(arr, want) < tol, pix_fmt
+        assert np.abs(arr.reshape(-1, 3).mean(0) - want.reshape(-1, 3).mean(0)).max() < 2.0, pix_fmt
