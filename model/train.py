@@ -58,7 +58,7 @@ class TrainConfig:
         }[name]
 
 
-PRESET_DATA = {"tiny": DataConfig(max_tokens=512), "small": DataConfig(max_tokens=8192), "base": DataConfig()}
+PRESET_DATA = {"tiny": DataConfig(max_tokens=1024), "small": DataConfig(max_tokens=8192), "base": DataConfig()}
 SECTIONS = {"model": MoTConfig, "train": TrainConfig, "data": DataConfig, "autoencoder": AutoencoderConfig}
 
 
