@@ -10,8 +10,8 @@ Model FLOPs per step (MFU against ``--peak`` TFLOP/s, 989 for H100/H200 dense bf
   + attention 12 * H * Dh * (allowed query-key pairs) per layer (4 forward, 8 backward)
   + ViT attention 12 * d_vit * P^2 per image per layer.
 
-    python benchmarks/bench_mot_train.py                 # GPU: base preset, 16k tokens
-    python benchmarks/bench_mot_train.py --tiny          # CPU dry run of the same code
+    python benchmarks/bench_mot_train.py                 # GPU: base preset, 16k tokens, every variant
+    python benchmarks/bench_mot_train.py --tiny          # CPU dry run of the same code (flex runs dense)
 """
 
 from __future__ import annotations
@@ -82,14 +82,19 @@ def model_flops(model, batch, dense_mask) -> float:
     return f
 
 
-def run_path(kind, model, ae, batch, steps, warmup, opt, device):
+def run_path(variant, model, ae, batch, steps, warmup, opt, device, profile=False):
+    """Time one variant: ``attention-blocks-layout`` (dense|flex, eager|compiled, seq|sorted)."""
     import contextlib
 
     import torch
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
-    from model.attention import MaskSpec, attend, build_mask
+    from model.attention import attend, block_mask, dense_mask
     from model.objective import compute_losses
+
+    kind, _, layout = variant.split("-")
+    if kind == "flex" and device.type != "cuda":
+        kind = "dense"  # FlexAttention has no CPU backward; the dry run takes the dense path
 
     def dense_ctx():  # the dense path as BAGEL runs it: SDPA's memory-efficient kernel with an explicit mask
         if kind == "dense" and device.type == "cuda":
@@ -97,7 +102,10 @@ def run_path(kind, model, ae, batch, steps, warmup, opt, device):
         return contextlib.nullcontext()
 
     def step(i):
-        mask = build_mask(MaskSpec(batch.doc, batch.split, batch.mode), kind)  # a new pack needs a new mask
+        spec = batch.mask_spec()  # a new pack needs a new mask, so it is built inside the step
+        # sequence order: the mask built eagerly as before; sorted packs: through the compiled builder
+        mask = block_mask(spec, compiled=layout == "sorted" and device.type == "cuda") if kind == "flex" \
+            else dense_mask(spec)
         g = torch.Generator(device=device).manual_seed(i)
         with (
             torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"),
@@ -117,7 +125,7 @@ def run_path(kind, model, ae, batch, steps, warmup, opt, device):
         out = step(i)
         first = first or {"first_ce": out["ce"].item(), "first_mse": out["mse"].item()}
         sync()
-        print(f"  {kind} warm-up step {i}: {time.time() - t0:.1f} s", flush=True)
+        print(f"  {variant} warm-up step {i}: {time.time() - t0:.1f} s", flush=True)
     t_warm = time.time() - t0
     times = []
     for i in range(steps):
@@ -125,7 +133,9 @@ def run_path(kind, model, ae, batch, steps, warmup, opt, device):
         out = step(1000 + i)
         sync()
         times.append(time.time() - t)
-    print(f"  {kind} steps: {[round(x, 3) for x in times]}", flush=True)
+    print(f"  {variant} steps: {[round(x, 3) for x in times]}", flush=True)
+    if profile and device.type == "cuda":
+        print_profile(step, sync)
     times.sort()
     return {
         "median_s": times[len(times) // 2],
@@ -136,6 +146,37 @@ def run_path(kind, model, ae, batch, steps, warmup, opt, device):
         "ce": out["ce"].item(),
         "mse": out["mse"].item(),
     }
+
+
+def print_profile(step, sync) -> None:
+    """Kernel time of two steps by kind (matmul, attention, fused Triton, other) and the top kernels."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        for i in range(2):
+            step(2000 + i)
+        sync()
+    groups: dict[str, float] = {}
+    rows = []
+    for e in prof.key_averages():
+        us = getattr(e, "self_device_time_total", None) or getattr(e, "self_cuda_time_total", 0)
+        if not us or e.device_type.name != "CUDA":
+            continue
+        name = e.key.lower()
+        if any(w in name for w in ("gemm", "nvjet", "cutlass", "cublas", "matmul", "xmma", "sm90_")):
+            g = "matmul"
+        elif "flex" in name or "attention" in name or "fmha" in name or "flash" in name:
+            g = "attention"
+        elif name.startswith("triton"):
+            g = "triton fused"
+        else:
+            g = "other"
+        groups[g] = groups.get(g, 0.0) + us / 2e3
+        rows.append((us / 2e3, e.count // 2, e.key[:90]))
+    print("profile, device ms per step by kind:", {k: round(v, 1) for k, v in sorted(groups.items())}, flush=True)
+    print(f"  total {sum(groups.values()):.1f} ms")
+    for ms, n, key in sorted(rows, reverse=True)[:25]:
+        print(f"  {ms:7.2f} ms {n:5d}x  {key}")
 
 
 def probe_flex() -> int:
@@ -164,23 +205,28 @@ def probe_flex() -> int:
     return 0
 
 
+VARIANTS = "dense-eager-seq,flex-eager-seq,flex-compiled-sorted,dense-compiled-sorted,flex-compiled-seq"
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--preset", default="base")
     ap.add_argument("--tokens", type=int, default=16384)
-    ap.add_argument("--steps", type=int, default=8)
-    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--peak", type=float, default=989.0, help="peak dense bf16 TFLOP/s")
-    ap.add_argument(
-        "--compile", action="store_true", help="torch.compile each decoder block (FlexAttention is compiled either way)"
-    )
-    ap.add_argument("--paths", default="flex,dense")
+    ap.add_argument("--paths", default=VARIANTS,
+                    help="comma-separated attention-blocks-layout: dense|flex, eager|compiled (decoder blocks and "
+                         "ViT layers through torch.compile), seq (sequence order, index routing) | sorted (rows "
+                         "sorted by expert, slice routing); eager variants must come before compiled ones")
+    ap.add_argument("--profile", default="flex-compiled-sorted", help="variant to profile after timing")
     ap.add_argument("--tiny", action="store_true", help="CPU dry run: tiny preset, 512 tokens, 2 steps")
     ap.add_argument("--probe", action="store_true", help="only time compiling FlexAttention on a small shape")
     ap.add_argument("--dump-after", type=float, default=0, help="print every thread's stack after this many s")
     args = ap.parse_args(argv)
 
     import faulthandler
+    import traceback
 
     # Inductor's pool of compile workers hung on the lent GPU machine; compiling in-process did not
     os.environ.setdefault("TORCHINDUCTOR_COMPILE_THREADS", "1")
@@ -191,15 +237,14 @@ def main(argv=None) -> int:
     if args.probe:
         return probe_flex()
 
-    from model.attention import MaskSpec, dense_mask
+    from model.attention import block_mask, dense_mask
     from model.autoencoder import AutoencoderConfig, build_autoencoder
     from model.data import DataConfig, TextTokenizer, pack, plan_sample
     from model.mot import MoT, MoTConfig
 
     device = torch.device("cuda" if torch.cuda.is_available() and not args.tiny else "cpu")
     if args.tiny:
-        args.preset, args.tokens, args.steps, args.warmup, args.compile = "tiny", 512, 2, 1, False
-        args.paths = "dense"
+        args.preset, args.tokens, args.steps, args.warmup = "tiny", 512, 2, 1
     mcfg = MoTConfig.preset(args.preset)
     side = (256, 192) if args.preset != "tiny" else (32, 24)
     samples = synthetic_samples(64, side)
@@ -212,15 +257,13 @@ def main(argv=None) -> int:
             break
         plans.append(p)
         used += p.n_tokens
-    batch = pack(plans, tok, mcfg).to(device)
+    batches = {"seq": pack(plans, tok, mcfg).to(device), "sorted": pack(plans, tok, mcfg, sort_experts=True).to(device)}
+    batch = batches["seq"]
     torch.manual_seed(0)
     model = MoT(mcfg).to(device)
     ae = build_autoencoder(AutoencoderConfig(downsample=mcfg.latent_downsample))
-    if device.type == "cuda" and args.compile:
-        for layer in model.language_model.model.layers:
-            layer.compile()
-    init = {k: v.clone() for k, v in model.state_dict().items()}  # each path starts from the same weights
-    dm = dense_mask(MaskSpec(batch.doc, batch.split, batch.mode))
+    init = {k: v.clone() for k, v in model.state_dict().items()}  # each variant starts from the same weights
+    dm = dense_mask(batch.mask_spec())
     flops = model_flops(model, batch, dm)
     density = float(dm[: batch.n_real, : batch.n_real].sum()) / batch.n_real**2
     del dm
@@ -239,30 +282,44 @@ def main(argv=None) -> int:
         "vit_tokens": int(batch.vit_idx.numel()),
         "mask_density": density,
         "model_tflop_per_step": flops / 1e12,
-        "compiled": device.type == "cuda" and args.compile,
     }
     print(json.dumps(info, indent=1), flush=True)
-    results = {}
-    from model.attention import build_mask
-
-    for kind in args.paths.split(","):
-        for _ in range(2):
-            t = time.time()
-            build_mask(MaskSpec(batch.doc, batch.split, batch.mode), kind)
-            if device.type == "cuda":
+    if device.type == "cuda":  # mask builds: eager and compiled block masks, each layout, the dense mask
+        for label, layout, build in (
+            ("block_eager_seq", "seq", lambda sp: block_mask(sp, compiled=False)),
+            ("block_compiled_seq", "seq", lambda sp: block_mask(sp, compiled=True)),
+            ("block_compiled_sorted", "sorted", lambda sp: block_mask(sp, compiled=True)),
+            ("dense_seq", "seq", dense_mask),
+        ):
+            ts = []
+            for _ in range(4):
+                t = time.time()
+                bm = build(batches[layout].mask_spec())
                 torch.cuda.synchronize()
-            info[f"{kind}_mask_build_s"] = time.time() - t
-    print({k: round(v, 4) for k, v in info.items() if k.endswith("mask_build_s")}, flush=True)
+                ts.append(time.time() - t)
+            info[f"mask_{label}_s"] = min(ts[1:])
+            if label.startswith("block"):
+                info[f"mask_{label}_blocks"] = int(bm.kv_num_blocks.sum()) + int(bm.full_kv_num_blocks.sum())
+        print({k: round(v, 4) for k, v in info.items() if k.startswith("mask_")}, flush=True)
+    results = {}
+    compiled = False
     t_start = time.time()
-    for kind in args.paths.split(","):
+    for variant in args.paths.split(","):
+        _, blocks, layout = variant.split("-")
+        if blocks == "compiled" and not compiled:
+            model.compile_blocks()
+            compiled = True
         model.load_state_dict(init)
         opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95), eps=1e-15, fused=device.type == "cuda")
-        print(f"[{time.time() - t_start:.0f} s] {kind} path", flush=True)
+        print(f"[{time.time() - t_start:.0f} s] {variant}", flush=True)
         try:
-            r = run_path(kind, model, ae, batch, args.steps, args.warmup, opt, device)
-        except torch.OutOfMemoryError as e:
-            r = {"error": f"out of memory: {str(e)[:200]}"}
-            torch.cuda.empty_cache()
+            r = run_path(variant, model, ae, batches[layout], args.steps, args.warmup, opt, device,
+                         profile=variant == args.profile)
+        except Exception as e:  # noqa: BLE001 -- one failing variant (memory, compile) leaves the others
+            traceback.print_exc()
+            r = {"error": f"{type(e).__name__}: {str(e)[:200]}"}
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
         if "median_s" in r:
             r["tokens_per_s"] = batch.n_real / r["median_s"]
             r["tflops"] = flops / r["median_s"] / 1e12
@@ -270,19 +327,24 @@ def main(argv=None) -> int:
             if device.type == "cuda":
                 r["max_mem_gib"] = torch.cuda.max_memory_allocated() / 2**30
                 torch.cuda.reset_peak_memory_stats()
-        results[kind] = r
+        results[variant] = r
         del opt
-        print(kind, json.dumps(r), flush=True)
+        print(variant, json.dumps(r), flush=True)
     info["results"] = results
-    print(f"\n{'path':6} {'step s':>8} {'tokens/s':>10} {'TFLOP/s':>8} {'MFU':>6}   ({name}, {batch.n_real} tokens)")
-    for kind, r in results.items():
+    print(f"\n{'variant':22} {'step s':>7} {'tokens/s':>9} {'TFLOP/s':>8} {'MFU':>6} {'GiB':>5}  first CE / MSE"
+          f"   ({name}, torch {torch.__version__}, {batch.n_real} tokens, {flops / 1e12:.2f} TFLOP/step)")
+    for variant, r in results.items():
         if "median_s" in r:
-            print(f"{kind:6} {r['median_s']:8.3f} {r['tokens_per_s']:10.0f} {r['tflops']:8.1f} {r['mfu']:6.1%}")
+            print(f"{variant:22} {r['median_s']:7.3f} {r['tokens_per_s']:9.0f} {r['tflops']:8.1f} {r['mfu']:6.1%} "
+                  f"{r.get('max_mem_gib', 0):5.1f}  {r['first_ce']:.4f} / {r['first_mse']:.5f}")
         else:
-            print(f"{kind:6} {r['error']}")
-    if "flex" in results and "dense" in results and "median_s" in results["flex"] and "median_s" in results["dense"]:
-        info["flex_over_dense"] = results["dense"]["median_s"] / results["flex"]["median_s"]
-        print(f"flex / dense speed-up: {info['flex_over_dense']:.2f}x")
+            print(f"{variant:22} {r['error']}")
+    ok = {v: r["median_s"] for v, r in results.items() if "median_s" in r}
+    for blocks, layout in (("eager", "seq"), ("compiled", "sorted"), ("compiled", "seq")):
+        d, f = f"dense-{blocks}-{layout}", f"flex-{blocks}-{layout}"
+        if d in ok and f in ok:
+            info[f"flex_over_dense_{blocks}_{layout}"] = ok[d] / ok[f]
+            print(f"flex / dense speed-up ({blocks} blocks, {layout}): {ok[d] / ok[f]:.2f}x")
     out = os.environ.get("OUT")
     if out:
         Path(out, "bench_mot_train.json").write_text(json.dumps(info, indent=1))

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .attention import BLOCK_SIZE, CAUSAL, FULL, NOISE
+from .attention import BLOCK_SIZE, CAUSAL, FULL, NOISE, MaskSpec
 
 log = logging.getLogger(__name__)
 
@@ -196,7 +196,7 @@ class Batch:
     mode: object  # CAUSAL / FULL / NOISE
     seg: object  # source segment index (-1 for padding)
     und_idx: object  # tokens of the understanding expert (TEXT and VIT)
-    gen_idx: object  # tokens of the generation expert (LATENT)
+    gen_idx: object  # tokens of the generation expert (LATENT; when sorted, padding too)
     vit_idx: object
     latent_idx: object
     ce_idx: object  # positions whose next token carries loss
@@ -206,6 +206,18 @@ class Batch:
     latent_entries: list  # per latent split in order: (image index, noised)
     keys: list[str]
     n_real: int  # tokens before padding
+    order: object = None  # sequence index of each row when the rows are sorted by expert, else None
+    n_und: int | None = None  # when sorted: rows [0, n_und) go to the understanding expert, the rest to generation
+
+    def mask_spec(self):
+        """The attention mask inputs of this pack (sequence order kept when the rows are sorted)."""
+        return MaskSpec(self.doc, self.split, self.mode, self.order)
+
+    def routes(self):
+        """(und, gen) rows for ``MoT.forward_hidden``: slices when sorted (routing without gather/scatter)."""
+        if self.n_und is None:
+            return self.und_idx, self.gen_idx
+        return slice(0, self.n_und), slice(self.n_und, None)
 
     def to(self, device) -> Batch:
         import torch
@@ -216,8 +228,14 @@ class Batch:
         return Batch(**moved)
 
 
-def pack(plans: list[Plan], tok: TextTokenizer, mcfg, pad_to: int = BLOCK_SIZE) -> Batch:
-    """Pack plans into one sequence, decoding images; padded to a multiple of ``pad_to``."""
+def pack(plans: list[Plan], tok: TextTokenizer, mcfg, pad_to: int = BLOCK_SIZE, sort_experts: bool = False,
+         length: int | None = None) -> Batch:
+    """Pack plans into one sequence, decoding images; padded to a multiple of ``pad_to`` (or to ``length``).
+
+    ``sort_experts`` stores the rows as [understanding tokens | latent tokens | padding], each part in
+    sequence order, so routing is two slices instead of a gather and a scatter per layer; ``order`` keeps
+    each row's sequence index for the mask, and the padding rides with the generation expert (it is its
+    own sample and carries no loss). A fixed ``length`` keeps shapes static for torch.compile."""
     import torch
 
     grid, unit = mcfg.vit_grid, mcfg.latent_downsample * mcfg.latent_patch
@@ -264,17 +282,31 @@ def pack(plans: list[Plan], tok: TextTokenizer, mcfg, pad_to: int = BLOCK_SIZE) 
             n_split += 1
     n_real = len(ids)
     n_pad = -n_real % pad_to
+    if length is not None:
+        if length < n_real or length % pad_to:
+            raise ValueError(f"pack length {length} must hold {n_real} tokens and be a multiple of {pad_to}")
+        n_pad = length - n_real
     for j in range(n_pad):  # padding: one causal split per pad run, its own doc, no loss
         add(tok.pad, TEXT, j, len(plans), n_split, CAUSAL, -1)
 
     t = lambda x: torch.tensor(x, dtype=torch.long)
-    kind_t, tgt_t = t(kind), t(targets)
+    cols = [t(c) for c in (ids, kind, pos, doc, split, mode, seg, targets)]
+    order, n_und = None, None
+    und_t = cols[1] != LATENT
+    if sort_experts:  # stable: each expert's rows keep sequence order (ViT and latent tokens included)
+        part = torch.where(und_t, 0, 1)
+        part[n_real:] = 2
+        order = torch.argsort(part, stable=True)
+        cols = [c[order] for c in cols]
+        n_und = int((part == 0).sum())
+        und_t = torch.arange(len(ids)) < n_und
+    ids_t, kind_t, pos_t, doc_t, split_t, mode_t, seg_t, tgt_t = cols
     ce_idx = (tgt_t != -100).nonzero().squeeze(1)
     return Batch(
-        input_ids=t(ids), kind=kind_t, position_ids=t(pos), doc=t(doc), split=t(split), mode=t(mode), seg=t(seg),
-        und_idx=(kind_t != LATENT).nonzero().squeeze(1), gen_idx=(kind_t == LATENT).nonzero().squeeze(1),
+        input_ids=ids_t, kind=kind_t, position_ids=pos_t, doc=doc_t, split=split_t, mode=mode_t, seg=seg_t,
+        und_idx=und_t.nonzero().squeeze(1), gen_idx=(~und_t).nonzero().squeeze(1),
         vit_idx=(kind_t == VIT).nonzero().squeeze(1), latent_idx=(kind_t == LATENT).nonzero().squeeze(1),
-        ce_idx=ce_idx, ce_targets=tgt_t[ce_idx],
+        ce_idx=ce_idx, ce_targets=tgt_t[ce_idx], order=order, n_und=n_und,
         vit_pixels=torch.stack(vit_pixels) if vit_pixels else torch.zeros(0, 3, mcfg.vit_image_size,
                                                                           mcfg.vit_image_size),
         gen_images=gen_images, latent_entries=latent_entries, keys=[pl.key for pl in plans], n_real=n_real)

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from . import checkpoint as ck
-from .attention import MaskSpec, attend, build_mask
+from .attention import attend, build_mask
 from .autoencoder import build_autoencoder
 from .data import DataError, pack
 from .mot import MoT
@@ -59,11 +59,10 @@ class Trainer:
         self.model = MoT(self.mcfg).to(device)
         self.ae = build_autoencoder(cfgs["autoencoder"])
         if self.tcfg.compile:
-            for layer in self.model.language_model.model.layers:
-                layer.compile(dynamic=True)
+            self.model.compile_blocks(dynamic=True)
         t = self.tcfg
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=t.lr, betas=(t.beta1, t.beta2), eps=t.eps,
-                                     weight_decay=t.weight_decay)
+                                     weight_decay=t.weight_decay, fused=device.type == "cuda")
         self.ema = {k: v.detach().clone().float() for k, v in self.model.state_dict().items()} if t.ema else None
         self.step, self.position = 0, (0, 0)
         self.mask_kind = t.attention
@@ -72,7 +71,7 @@ class Trainer:
 
     def losses(self, batch, generator):
         batch = batch.to(self.device)
-        mask = build_mask(MaskSpec(batch.doc, batch.split, batch.mode), self.mask_kind)
+        mask = build_mask(batch.mask_spec(), self.mask_kind)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
             return compute_losses(self.model, self.ae, batch, mask, attend, generator)
 
@@ -138,7 +137,7 @@ class Trainer:
             packs = []
             try:
                 for plans, pos in self.eval_stream.packs():
-                    packs.append(pack(plans, self.tok, self.mcfg))
+                    packs.append(pack(plans, self.tok, self.mcfg, sort_experts=True))
                     if len(packs) >= self.tcfg.eval_batches or pos[0] > 0:
                         break
             except DataError as e:  # e.g. a single small shard whose hash split holds out nothing
@@ -182,7 +181,7 @@ class Trainer:
                     plans, self.position = next(packs)
                     if r == self.rank:
                         mine = plans
-                batch = pack(mine, self.tok, self.mcfg)
+                batch = pack(mine, self.tok, self.mcfg, sort_experts=True)
                 tokens += batch.n_real * self.world
                 out = self.losses(batch, self._generator(self.step, micro, self.rank))
                 (out["loss"] / t.accum).backward()

@@ -136,7 +136,12 @@ def timestep_embedding(t: torch.Tensor, dim: int = 256, max_period: float = 1000
 
 
 def route(x, und_idx, gen_idx, f_und, f_gen):
-    """Apply f_und to the rows of x at und_idx and f_gen to those at gen_idx; (T, *) -> (T, *')."""
+    """Apply f_und to the rows of x at und_idx and f_gen to those at gen_idx; (T, *) -> (T, *').
+
+    The two are index tensors, or slices when the rows are sorted by expert (understanding rows first,
+    ``model.data.pack(sort_experts=True)``): then routing is two views and a concatenation."""
+    if isinstance(und_idx, slice):
+        return torch.cat([f_und(x[und_idx]), f_gen(x[gen_idx])])
     a = f_und(x.index_select(0, und_idx))
     b = f_gen(x.index_select(0, gen_idx))
     out = a.new_empty((x.shape[0],) + a.shape[1:])
@@ -175,11 +180,12 @@ class MoTAttention(nn.Module):
 
     def _qkv(self, x, suffix):  # (n, D) -> (n, (H + 2*Hkv) * Dh), QK-normed per head
         c = self.cfg
-        q = getattr(self, "q_proj" + suffix)(x).unflatten(-1, (c.n_heads, c.head_dim))
-        k = getattr(self, "k_proj" + suffix)(x).unflatten(-1, (c.n_kv_heads, c.head_dim))
-        v = getattr(self, "v_proj" + suffix)(x)
-        q = getattr(self, "q_norm" + suffix)(q).flatten(1)
-        k = getattr(self, "k_norm" + suffix)(k).flatten(1)
+        proj = [getattr(self, name + suffix) for name in ("q_proj", "k_proj", "v_proj")]
+        # one matmul for q, k and v: the k/v outputs alone are too narrow to fill the GPU
+        qkv = F.linear(x, torch.cat([p.weight for p in proj]), torch.cat([p.bias for p in proj]))
+        q, k, v = qkv.split([c.n_heads * c.head_dim, c.n_kv_heads * c.head_dim, c.n_kv_heads * c.head_dim], -1)
+        q = getattr(self, "q_norm" + suffix)(q.unflatten(-1, (c.n_heads, c.head_dim))).flatten(1)
+        k = getattr(self, "k_norm" + suffix)(k.unflatten(-1, (c.n_kv_heads, c.head_dim))).flatten(1)
         return torch.cat([q, k, v], dim=-1)
 
     def forward(self, x, und_idx, gen_idx, rope, attn_mask, attend, past_kv=None):
@@ -334,6 +340,11 @@ class MoT(nn.Module):
             nn.init.normal_(m.weight, std=0.02)
             if getattr(m, "bias", None) is not None:
                 nn.init.zeros_(m.bias)
+
+    def compile_blocks(self, **kwargs) -> None:
+        """torch.compile each decoder block and ViT layer (one graph each kind: the layers share code)."""
+        for layer in (*self.language_model.model.layers, *self.vit_model.layers):
+            layer.compile(**kwargs)
 
     def num_params(self, expert: str = "und") -> int:
         """LLM parameters one token of the expert passes through ("und" or "gen"; embeddings and lm_head in)."""

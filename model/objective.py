@@ -58,7 +58,7 @@ def compute_losses(model, ae, batch, attn_mask, attend, generator: torch.Generat
     cfg = model.cfg
     x_t, t, pos, v_target, noised_rows = latent_inputs(model, ae, batch, generator, t_fixed)
     h = model.embed(batch.input_ids, batch.kind, batch.vit_pixels, x_t, t, pos, batch.vit_idx, batch.latent_idx)
-    hidden, _ = model.forward_hidden(h, batch.position_ids, batch.und_idx, batch.gen_idx, attn_mask, attend)
+    hidden, _ = model.forward_hidden(h, batch.position_ids, *batch.routes(), attn_mask, attend)
     zero = hidden.sum() * 0.0  # keeps a graph (and every rank's backward) when a batch lacks one loss
     if batch.ce_idx.numel():
         logits = model.logits(hidden.index_select(0, batch.ce_idx)).float()

@@ -54,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
     from .config import ConfigError
 
+    ray_before = _ray_running()
     try:
         return int(runner(args) or 0)
     except ConfigError as e:
@@ -62,14 +63,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     finally:
-        _shutdown_ray()
+        if not ray_before and _ray_running():
+            sys.modules["ray"].shutdown()  # a command never leaves behind a Ray it started
 
 
-def _shutdown_ray() -> None:
-    """The executor stops a Ray it started; this catches any other use, so a command never leaves Ray behind."""
+def _ray_running() -> bool:
     ray = sys.modules.get("ray")
-    if ray is not None and getattr(ray, "is_initialized", lambda: False)():
-        ray.shutdown()
+    return ray is not None and getattr(ray, "is_initialized", lambda: False)()
 
 
 if __name__ == "__main__":

@@ -3,14 +3,10 @@ from ../shared/data/photos when present, else generated gradients."""
 
 from __future__ import annotations
 
-import importlib.util
 import io
 from pathlib import Path
 
-_spec = importlib.util.spec_from_file_location("braid_tests_root_conftest", Path(__file__).resolve().parents[1] / "conftest.py")
-_root = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_root)
-SHARED_DATA, make_sample = _root.SHARED_DATA, _root.make_sample
+from samples import SHARED_DATA, make_sample
 
 
 def photo_bytes(i: int, size=(64, 48)) -> bytes:

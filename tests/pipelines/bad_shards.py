@@ -8,7 +8,7 @@ import json
 import tarfile
 from pathlib import Path
 
-from conftest import make_sample
+from samples import make_sample
 
 from schemas import ShardWriter, encode_sample
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from bad_shards import EXPECTED, make_bad_shards
-from conftest import make_sample
+from samples import make_sample
 
 from pipelines.cli import main
 from pipelines.executor import RunConfig, run_pipeline

@@ -8,7 +8,7 @@ import re
 import sys
 
 import pytest
-from conftest import jpeg_bytes
+from samples import jpeg_bytes
 
 from pipelines.config import ConfigError
 from pipelines.executor import RunConfig, plan_cpus, run_pipeline
@@ -97,12 +97,12 @@ def test_local_run_accounts_for_every_input(tmp_path):
 
 @pytest.mark.timeout(180)
 def test_ray_gives_the_same_results_as_in_process(tmp_path, ray_local):
-    import conftest
     import ray.cloudpickle
+    import samples
 
     # the stage functions live in the tests, not in an installed module: ship them by value
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    ray.cloudpickle.register_pickle_by_value(conftest)
+    ray.cloudpickle.register_pickle_by_value(samples)
     local, out_local = _run(tmp_path, "local")
     remote, out_ray = _run(tmp_path, "ray")
     assert ray_local.is_initialized()  # a Ray the executor did not start is left running

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import make_sample
+from samples import make_sample
 
 from schemas import ShardWriter, iter_members
 

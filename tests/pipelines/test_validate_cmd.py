@@ -6,7 +6,7 @@ import io
 
 import pytest
 from bad_shards import EXPECTED, make_bad_shards, write_tar
-from conftest import make_sample
+from samples import make_sample
 
 from pipelines.cli import main
 from pipelines.validate_cmd import validate_shard

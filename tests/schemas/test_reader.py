@@ -7,7 +7,7 @@ import pickle
 import tarfile
 
 import pytest
-from conftest import make_sample
+from samples import make_sample
 
 from schemas import ShardError, ShardWriter, iter_members, read_samples
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import jpeg_bytes, make_sample
+from samples import jpeg_bytes, make_sample
 
 from schemas import (
     CaptionerInfo,

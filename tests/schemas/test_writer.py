@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import make_sample
+from samples import make_sample
 
 from schemas import SampleError, ShardWriter, read_samples, stats_path
 
