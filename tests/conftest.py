@@ -32,3 +32,11 @@ def ray_local():
         ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def tiny_vlm(tmp_path_factory) -> Path:
+    """The tiny random-weight Qwen2-VL folder (``braid make-tiny-vlm``), built once per test session."""
+    from captioners.tiny import make_tiny_vlm
+
+    return make_tiny_vlm(tmp_path_factory.mktemp("tiny_vlm"))

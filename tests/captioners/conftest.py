@@ -102,11 +102,9 @@ _SERVER = _VLLMServer()
 
 
 @pytest.fixture(scope="session")
-def tiny_vlm(request, tmp_path_factory) -> Path:
-    """The tiny random-weight Qwen2-VL folder, built once; starts the vLLM server early when a test needs it."""
-    from captioners.tiny import make_tiny_vlm
-
-    out = make_tiny_vlm(tmp_path_factory.mktemp("tiny_vlm"))
+def tiny_vlm(request, tiny_vlm, tmp_path_factory) -> Path:
+    """The session's tiny VLM (tests/conftest.py); starts the vLLM server early when a test needs it."""
+    out = tiny_vlm
     if HAVE_VLLM and any("vllm_server" in getattr(item, "fixturenames", ()) for item in request.session.items):
         _SERVER.start(out, tmp_path_factory.mktemp("vllm_server"))
         request.addfinalizer(_SERVER.stop)

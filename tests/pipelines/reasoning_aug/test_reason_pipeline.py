@@ -174,13 +174,6 @@ def small_inputs(tmp_path_factory) -> list[str]:
             str(ri.write_edit_table(d / "edits.parquet", n=1))]
 
 
-@pytest.fixture(scope="module")
-def tiny_vlm(tmp_path_factory) -> str:
-    from captioners.tiny import make_tiny_vlm
-
-    return str(make_tiny_vlm(tmp_path_factory.mktemp("tiny_vlm")))
-
-
 def hf_config(out: Path, model: str, executor: str = "local") -> ReasonConfig:
     # one generation batch for all units, so each step is one batched call
     return ReasonConfig(run=RunConfig(out_dir=str(out), executor=executor, num_cpus=2, chunk_size=64), batch_size=32,
@@ -203,14 +196,14 @@ def check_real_model_run(out: Path, summary: dict) -> None:
 @pytest.mark.timeout(180)
 def test_tiny_model_through_hf_backend_accounts_for_everything(small_inputs, tmp_path, tiny_vlm):
     out = tmp_path / "out"
-    check_real_model_run(out, reason(hf_config(out, tiny_vlm), small_inputs))
+    check_real_model_run(out, reason(hf_config(out, str(tiny_vlm)), small_inputs))
     assert (out / "cache").is_dir()  # requests are cached for resumed runs
 
 
 @pytest.mark.timeout(240)
 def test_tiny_model_through_local_ray(small_inputs, tmp_path, tiny_vlm, ray_local):
     out = tmp_path / "out"
-    check_real_model_run(out, reason(hf_config(out, tiny_vlm, "ray"), small_inputs))
+    check_real_model_run(out, reason(hf_config(out, str(tiny_vlm), "ray"), small_inputs))
 
 
 @pytest.mark.timeout(120)

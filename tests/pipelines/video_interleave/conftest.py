@@ -50,11 +50,5 @@ def synth_bframes(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def tiny_vlm(tmp_path_factory):
-    tiny = pytest.importorskip("captioners.tiny")
-    return tiny.make_tiny_vlm(tmp_path_factory.mktemp("tiny_vlm"))
-
-
-@pytest.fixture(scope="session")
 def write_x264():
     return _write_x264

@@ -191,3 +191,23 @@ def test_command_line_and_config_errors(web_server, gen_site, tmp_path, capsys):
                       web_cfg(tmp_path / "o4", **{"fetch.allow_private_net": False}))
     rec = next(iter(leaf_outcomes(tmp_path / "o4").values()))
     assert summary["failed"] == 1 and rec["error_kind"] == "refused_address"
+
+
+@pytest.mark.timeout(300)
+def test_tiny_model_through_the_real_hf_backend(web_server, gen_site, tiny_vlm, tmp_path):
+    """The caption stage with a real model loaded through the hf backend: captions sit before their images
+    and record the backend, model and prompt; the request cache serves a repeated run."""
+    pages = [f"{web_server}/gen/good/page-{i}/index.html" for i in range(2)]
+    out = tmp_path / "out"
+    over = {"captioner.backend": "hf", "captioner.model": str(tiny_vlm), "filters.max_ocr_tokens": None}
+    summary = run_web_job(pages, web_cfg(out, **over))
+    assert (summary["inputs"], summary["written"] + summary["filtered"] + summary["failed"]) == (2, 2)
+    samples = [s for shard in out.glob("*.tar") for s in read_samples(shard)]
+    assert samples, leaf_outcomes(out)
+    for s in samples:
+        assert s.captioner.backend == "hf" and s.captioner.model == str(tiny_vlm)
+        for i, seg in enumerate(s.segments):
+            if type(seg).__name__ == "ImageSegment":
+                cap = s.segments[i - 1]
+                assert cap.role == "caption" and cap.prompt_id == "image_caption@v1" and cap.status in ("ok", "truncated")
+    validate_shards(out)
