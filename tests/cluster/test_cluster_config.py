@@ -1,4 +1,4 @@
-"""ray_cluster.yaml: valid for Ray's own cluster launcher, and shaped the way docs/cluster.md says."""
+"""ray_cluster.yaml: valid for Ray's own cluster launcher, and shaped the way README.md ("Running on a Ray cluster") says."""
 
 from __future__ import annotations
 
