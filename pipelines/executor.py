@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from schemas import load_manifest, outcome, summarize
+from schemas.manifest import read_part
 from schemas.writer import SHARD_RE, is_complete
 
 from .config import ConfigError
@@ -340,19 +341,7 @@ def _make_sink(out: Path, prefix: str, done_units: set[str], run: RunConfig):
 
 
 def _part_records(out: Path, part: str) -> list[dict]:
-    path = out / "manifest" / f"{part}.jsonl"
-    if not path.exists():
-        return []
-    recs = []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(rec, dict) and "id" in rec:
-                recs.append(rec)
-    return recs
+    return read_part(out / "manifest" / f"{part}.jsonl")
 
 
 def _run_ray(ray, plan, stages, pending, run, out, prefix, done_units) -> None:

@@ -66,24 +66,34 @@ def load_manifest(out_dir: str | Path) -> dict[str, dict]:
     records: dict[str, dict] = {}
     complete: dict[str, bool] = {}
     for path in sorted(out.joinpath("manifest").glob("*.jsonl"), key=_natural):
-        with open(path, encoding="utf-8") as f:
-            for line in f:
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError:
+        for rec in read_part(path):
+            if rec["status"] == "written":
+                shard = rec.get("shard")
+                if not isinstance(shard, str) or "/" in shard:
                     continue
-                if not (isinstance(rec, dict) and isinstance(rec.get("id"), str) and rec.get("status") in STATUSES):
+                if shard not in complete:
+                    complete[shard] = is_complete(out / shard)
+                if not complete[shard]:
                     continue
-                if rec["status"] == "written":
-                    shard = rec.get("shard")
-                    if not isinstance(shard, str) or "/" in shard:
-                        continue
-                    if shard not in complete:
-                        complete[shard] = is_complete(out / shard)
-                    if not complete[shard]:
-                        continue
-                records[rec["id"]] = rec
+            records[rec["id"]] = rec
     return records
+
+
+def read_part(path: str | Path) -> list[dict]:
+    """The records of one manifest part, in order; a torn line or anything that is not a record is skipped."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    recs = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(rec, dict) and isinstance(rec.get("id"), str) and rec.get("status") in STATUSES:
+                recs.append(rec)
+    return recs
 
 
 def outcome(unit_id: str, records: dict[str, dict]) -> str | None:
