@@ -42,9 +42,13 @@ class Quiet(http.server.SimpleHTTPRequestHandler):
         pass
 
 
+class Server(http.server.ThreadingHTTPServer):
+    request_queue_size = 256  # both clients open many connections at once; a backlog of 5 would drop SYNs
+    daemon_threads = True
+
+
 def serve(folder: Path) -> tuple[http.server.ThreadingHTTPServer, str]:
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(folder)))
-    srv.daemon_threads = True
+    srv = Server(("127.0.0.1", 0), functools.partial(Quiet, directory=str(folder)))
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     return srv, f"http://127.0.0.1:{srv.server_address[1]}"
 

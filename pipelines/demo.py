@@ -38,9 +38,14 @@ def step(command: str, argv: list[str]) -> None:
 
 def serve(root: Path) -> tuple[http.server.ThreadingHTTPServer, str]:
     handler = functools.partial(_QuietHandler, directory=str(root))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server = _Server(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server, f"http://127.0.0.1:{server.server_address[1]}"
+
+
+class _Server(http.server.ThreadingHTTPServer):
+    request_queue_size = 128  # the fetcher opens many connections at once
+    daemon_threads = True
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):

@@ -75,10 +75,14 @@ class H(http.server.BaseHTTPRequestHandler):
         return self.send(404, b"")
 
 
+class BacklogServer(http.server.ThreadingHTTPServer):
+    request_queue_size = 128  # many connections at once; the default backlog of 5 drops SYNs (1 s retries)
+    daemon_threads = True
+
+
 @pytest.fixture(scope="module")
 def server():
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
-    srv.daemon_threads = True
+    srv = BacklogServer(("127.0.0.1", 0), H)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{srv.server_address[1]}"
     srv.shutdown()

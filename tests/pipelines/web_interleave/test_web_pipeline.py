@@ -20,7 +20,7 @@ FAULT_REASONS = {"http_404", "http_500", "timeout", "too_large", "not_an_image",
 
 def web_cfg(out: Path, executor: str = "local", **over) -> WebConfig:
     base = {"run.out_dir": str(out), "run.executor": executor, "captioner.backend": "stub",
-            "fetch.allow_private_net": True, "fetch.timeout_s": 3.0, "fetch.retries": 1, "fetch.backoff_s": 0.05,
+            "fetch.allow_private_net": True, "fetch.timeout_s": 6.0, "fetch.retries": 1, "fetch.backoff_s": 0.05,
             "fetch.max_bytes": 1 << 20, "filters.min_relevance": None}
     merged = {**base, **over}
     cfg = build_config(WebConfig, None, {k: v for k, v in merged.items() if v is not None}, preset="tiny")
