@@ -384,7 +384,8 @@ class MoT(nn.Module):
         """(T, D) embeddings -> (T, D) final-normed hidden states and per-layer (k, v) of these tokens.
 
         ``attend(q, k, v, attn_mask)`` is ``model.attention.attend`` (dense bool mask or FlexAttention block
-        mask); ``past_kvs`` (one (k, v) per layer) extends the keys for cached decoding."""
+        mask); ``past_kvs`` (one (k, v) per layer) extends the keys for cached decoding. ``und_idx`` and
+        ``gen_idx`` are index tensors or, for expert-sorted rows, slices (see ``route``)."""
         rope = rope_cos_sin(position_ids, self.cfg.head_dim, self.cfg.rope_theta)
         kvs = []
         for i, layer in enumerate(self.language_model.model.layers):
