@@ -164,7 +164,8 @@ class Trainer:
         if self.rank == 0:
             from tqdm import tqdm
 
-            bar = tqdm(total=t.steps, initial=self.step, desc="train", unit="step", dynamic_ncols=True)
+            bar = tqdm(total=t.steps, initial=self.step, desc="train", unit="step", dynamic_ncols=True,
+                       disable=None)  # no bar when the output is not a terminal (logs, CI)
         if self.step == 0 and self.rank == 0:  # the starting point of the eval curve
             ev = self.eval_loss()
             if ev:

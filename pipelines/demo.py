@@ -103,6 +103,9 @@ def main(argv: list[str]) -> int:
         s = json.loads((root / name / "summary.json").read_text())
         print(f"{name:7s} inputs={s['inputs']} written={s['written']} filtered={s['filtered']} failed={s['failed']} "
               f"samples={s.get('samples_written')} by_reason={s.get('by_reason')}")
+        for kind, k in s.get("kinds", {}).items():  # reason: every input of each generator accounted for
+            print(f"  {kind:7s} records={k['records']} written={k['written']} filtered={k['filtered']} "
+                  f"failed={k['failed']} by_reason={k['by_reason']} by_error_kind={k['by_error_kind']}")
     print(f"\nview page:        {root / 'view.html'}")
     print(f"loss curve:       {root / 'run' / 'loss.png'}")
     print(f"spot-check:       {root / 'spotcheck.html'}")
