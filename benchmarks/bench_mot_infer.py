@@ -33,8 +33,10 @@ def main(argv=None) -> int:
 
     from model.autoencoder import AutoencoderConfig, build_autoencoder
     from model.data import DataConfig, TextTokenizer
-    from model.infer import Bundle, ImageGenConfig, Inferencer, TextGenConfig
+    from model.infer import Inferencer, TextGenConfig
     from model.mot import MoT, MoTConfig
+    from model.run_folder import Bundle
+    from model.sampler import ImageGenConfig
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--preset", default="base")

@@ -12,7 +12,9 @@ import torch
 from mot_helpers import photo_sample
 from spot_run import trained_run
 
-from model.infer import ImageGenConfig, Inferencer, InferError, TextGenConfig, apply_cfg, load_run
+from model.infer import Inferencer, TextGenConfig
+from model.run_folder import InferError, load_run
+from model.sampler import ImageGenConfig, apply_cfg
 from pipelines.cli import main
 from schemas import ImageSegment
 

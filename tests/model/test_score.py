@@ -7,7 +7,7 @@ import pytest
 from mot_helpers import photo_sample
 from spot_run import corrupted_twin, held_out_samples, trained_run
 
-from model.infer import load_run
+from model.run_folder import load_run
 from model.score import SampleScore, rank_scores, score_sample, score_samples
 
 
