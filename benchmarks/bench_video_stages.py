@@ -33,7 +33,8 @@ def videos(d: Path) -> list[str]:
 def decord_pass(paths: list[str], side: int, stride: int, max_frames: int) -> int:
     import decord
 
-    from pipelines.video_interleave.probe import read_header, scaled_size
+    from pipelines.video_interleave.decode import scaled_size
+    from pipelines.video_interleave.probe import read_header
 
     n = 0
     for p in paths:

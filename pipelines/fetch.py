@@ -20,9 +20,10 @@ Every fetch ends in a ``FetchResult`` whose ``outcome`` is ``ok`` or one error k
 | outside_local_root  | a local path outside the folder the page came from                        |
 | file_missing        | a local path that does not exist                                         |
 
-Address checks happen on the addresses the connection actually uses (a resolver that filters
-what DNS returns), for every redirect hop, so DNS tricks and redirects cannot reach a refused
-network. Metadata endpoints (169.254.169.254 and kin) stay refused even with ``allow_private_net``.
+Address checks (``pipelines/netguard.py``) happen on the addresses the connection actually uses (a
+resolver that filters what DNS returns), for every redirect hop, so DNS tricks and redirects cannot
+reach a refused network. Metadata endpoints (169.254.169.254 and kin) stay refused even with
+``allow_private_net``. Image bytes are checked and converted by ``pipelines/image_decode.py``.
 """
 
 from __future__ import annotations
@@ -30,25 +31,18 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import io
 import ipaddress
-import re
-import socket
 import threading
 import time
 import urllib.parse
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-METADATA_NETS = tuple(ipaddress.ip_network(n) for n in (
-    "169.254.169.254/32", "169.254.170.2/32", "100.100.100.200/32", "fd00:ec2::254/128", "192.0.0.192/32"))
-SHARED_NET = ipaddress.ip_network("100.64.0.0/10")  # carrier-grade NAT: not public, not "private" to ipaddress
+from .image_decode import decode_image
+from .netguard import Refused, address_refusal, guarded_resolver_class
+
 REDIRECTS = (301, 302, 303, 307, 308)
 RETRY_STATUS = (429, 500, 502, 503, 504)
-UNITS = {"px": 1.0, "pt": 4 / 3, "pc": 16.0, "mm": 96 / 25.4, "cm": 96 / 2.54, "in": 96.0}
-KEEP_FORMATS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}
-DECODE_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "MPO")
 
 
 @dataclass(frozen=True)
@@ -129,152 +123,6 @@ class FetchResult:
             d["final_url"] = self.final_url
         d["elapsed_s"] = round(self.elapsed_s, 4)
         return d
-
-
-class Refused(Exception):
-    """A fetch stops with a recorded outcome (not an error of the program)."""
-
-    def __init__(self, outcome: str, detail: str = ""):
-        super().__init__(f"{outcome}: {detail}")
-        self.outcome, self.detail = outcome, detail
-
-
-# ---------------------------------------------------------------- addresses
-
-
-def address_refusal(ip: str, allow_private: bool) -> str | None:
-    """Why an address is refused, or None when it may be contacted."""
-    try:
-        addr = ipaddress.ip_address(ip.split("%", 1)[0])
-    except ValueError:
-        return f"{ip!r} is not an IP address"
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-        addr = addr.ipv4_mapped
-    if any(addr in n for n in METADATA_NETS):
-        return f"{addr} is a cloud metadata address"
-    if allow_private:
-        return None
-    for test, what in ((addr.is_loopback, "loopback"), (addr.is_link_local, "link-local"),
-                       (addr.is_private, "private"), (addr.is_multicast, "multicast"),
-                       (addr.is_unspecified, "unspecified"), (addr.is_reserved, "reserved"),
-                       (addr.version == 4 and addr in SHARED_NET, "shared (CGNAT)")):
-        if test:
-            return f"{addr} is a {what} address"
-    return None
-
-
-def _resolver_class():
-    import aiohttp
-    from aiohttp.abc import AbstractResolver
-
-    class GuardedResolver(AbstractResolver):
-        """Resolves, then keeps only allowed addresses: the connection can only use checked ones."""
-
-        def __init__(self, allow_private: bool):
-            self.inner, self.allow_private = aiohttp.ThreadedResolver(), allow_private
-
-        async def resolve(self, host, port=0, family=socket.AF_INET):
-            infos = await self.inner.resolve(host, port, family)
-            ok = [i for i in infos if address_refusal(i["host"], self.allow_private) is None]
-            if not ok:
-                raise Refused("refused_address", f"{host} -> {address_refusal(infos[0]['host'], self.allow_private)}")
-            return ok
-
-        async def close(self):
-            await self.inner.close()
-
-    return GuardedResolver
-
-
-# ---------------------------------------------------------------- decoding
-
-
-def _is_svg(data: bytes) -> bool:
-    head = data[:2048].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
-    return head.startswith(b"<svg") or (head.startswith((b"<?xml", b"<!doctype svg", b"<!--")) and b"<svg" in head)
-
-
-def _svg_size(data: bytes, max_side: int) -> tuple[int, int]:
-    from lxml import etree
-
-    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
-    try:
-        root = etree.fromstring(data, parser)
-    except etree.XMLSyntaxError as e:
-        raise Refused("not_an_image", f"SVG does not parse: {e}") from None
-
-    def num(v):
-        m = re.fullmatch(r"\s*([0-9.]+)\s*(px|pt|pc|mm|cm|in)?\s*", str(v or ""))
-        try:
-            return float(m.group(1)) * UNITS[m.group(2) or "px"] if m else None
-        except ValueError:
-            return None
-
-    w, h = num(root.get("width")), num(root.get("height"))
-    if not (w and h):
-        vb = (root.get("viewBox") or "").replace(",", " ").split()
-        if len(vb) == 4 and num(vb[2]) and num(vb[3]):
-            w, h = num(vb[2]), num(vb[3])
-        else:
-            w, h = float(max_side), float(max_side)
-    scale = min(1.0, max_side / max(w, h))  # intrinsic size, only ever scaled down
-    return max(1, round(w * scale)), max(1, round(h * scale))
-
-
-def rasterize_svg(data: bytes, max_side: int) -> bytes:
-    """SVG to PNG with its longest side at ``max_side``; no scripts, no external files, no entities."""
-    try:
-        import cairosvg
-    except ImportError:  # pragma: no cover - checked at configuration time
-        raise Refused("svg_rejected", "cairosvg is not installed (pip install cairosvg)") from None
-    w, h = _svg_size(data, max_side)
-    try:
-        return cairosvg.svg2png(bytestring=data, output_width=w, output_height=h, unsafe=False)
-    except Exception as e:  # noqa: BLE001 - any renderer failure is a bad image, not a crash
-        raise Refused("not_an_image", f"SVG does not render: {type(e).__name__}: {e}") from None
-
-
-def decode_image(data: bytes, cfg: FetchConfig) -> tuple[bytes, str, int, int]:
-    """(bytes, ext, width, height) of an image we keep; raises Refused when the bytes are not one we can use.
-
-    JPEG, PNG and WebP keep their bytes; other raster formats (GIF, BMP, TIFF) become PNG, and so do SVGs.
-    """
-    from PIL import Image
-
-    if _is_svg(data):
-        if cfg.svg == "reject":
-            raise Refused("svg_rejected", "SVG images are rejected by configuration")
-        data = rasterize_svg(data, cfg.svg_max_side)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        try:
-            im = Image.open(io.BytesIO(data), formats=DECODE_FORMATS)
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-            raise Refused("pixel_cap", str(e)) from None
-        except Exception as e:  # noqa: BLE001 - undecodable bytes are data, not a crash
-            raise Refused("not_an_image", f"{type(e).__name__}: {e}") from None
-        w, h = im.size
-        if w * h > cfg.max_pixels:
-            raise Refused("pixel_cap", f"{w}x{h} = {w * h} pixels > {cfg.max_pixels}")
-        try:
-            im.load()
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-            raise Refused("pixel_cap", str(e)) from None
-        except Exception as e:  # noqa: BLE001
-            raise Refused("not_an_image", f"{type(e).__name__}: {e}") from None
-    if im.format in KEEP_FORMATS and not getattr(im, "is_animated", False):
-        return data, KEEP_FORMATS[im.format], w, h
-    frame = im.convert("RGBA" if im.mode in ("RGBA", "LA", "P") else "RGB")
-    buf = io.BytesIO()
-    frame.save(buf, "PNG")
-    return buf.getvalue(), "png", w, h
-
-
-def image_size(data: bytes) -> tuple[int, int]:
-    from PIL import Image
-
-    with Image.open(io.BytesIO(data)) as im:
-        return im.size
 
 
 # ---------------------------------------------------------------- robots
@@ -364,7 +212,7 @@ class Fetcher:
 
         if self._session is None:
             conn = aiohttp.TCPConnector(limit=self.cfg.concurrency, limit_per_host=self.cfg.per_host,
-                                        resolver=_resolver_class()(self.cfg.allow_private_net), ttl_dns_cache=60)
+                                        resolver=guarded_resolver_class()(self.cfg.allow_private_net), ttl_dns_cache=60)
             self._session = aiohttp.ClientSession(connector=conn, headers={"User-Agent": self.cfg.user_agent},
                                                   auto_decompress=True)
         return self._session

@@ -17,7 +17,9 @@ from ..executor import RunConfig
 class ProbeConfig:
     """Stage 1: fetch (remote inputs), read the header, decode downscaled frames once.
 
-    decoder: ``decord`` (OpenCV is tried when decord fails on a file) or ``opencv`` (OpenCV only).
+    decoder: ``decord``: PyAV's fast analysis pass first, then decord for any file that pass cannot vouch for,
+      then OpenCV when decord fails too (the value names decord, the decoder of record for such files);
+      ``opencv``: OpenCV only.
     time_limit_s: wall-clock limit for fetching and decoding one video; past it the video fails.
     max_frames: cap on the frames decoding touches; a longer video is filtered (``on_long: filter``)
       or cut to its first ``max_frames`` frames (``on_long: truncate``).

@@ -8,22 +8,11 @@ the stage gives up on a stuck video and goes on with the next (the stuck thread 
 
 Decoders, in order (``decoder: decord``; ``decoder: opencv`` runs OpenCV alone):
 
-1. PyAV (FFmpeg), the analysis pass. On the shared sample videos a plain decord pass at
-   ``decode_side`` costs about as much as OpenCV decoding and converting every frame at full size:
-   decord reconstructs and scales every frame, also those the analysis skips. With
-   ``analysis_stride`` > 1 this pass asks FFmpeg not to reconstruct non-reference frames
-   (``skip_frame=NONREF``; in x264 output about every other frame), decodes with frame threads, and
-   builds thumbnails from the subsampled YUV planes instead of converting whole frames to RGB; only
-   candidates are converted, by one reused swscale context, straight to ``decode_side``. Frame numbers
-   are the rank of each frame's timestamp among the demuxed packets' (every packet shown earlier is
-   demuxed before a frame comes out), so they are exact display indices. Where skipped runs are longer
-   than the stride, cuts would be placed less exactly, so from the first such run on every frame is
-   decoded. The deblocking filter is never skipped: that would be faster, but the candidates are the
-   frames that get written, and without it they drift from the true picture (down to 29 dB PSNR on
-   VP8).
-2. decord, when PyAV cannot open the file, finds packets without timestamps (raw streams), or stops
-   well before the end.
-3. OpenCV, when decord fails too.
+1. PyAV (FFmpeg), the analysis pass (``decode_pyav.py``): reference frames only when striding,
+   thumbnails from the YUV planes, candidates converted straight to ``decode_side``.
+2. decord (``decode.py``), when PyAV cannot open the file, finds packets without timestamps (raw
+   streams), or stops well before the end.
+3. OpenCV (``decode.py``), when decord fails too.
 So decord is still the decoder for any file the fast pass cannot vouch for, and OpenCV the last
 resort, as the pipeline's contract asks; ``video.decoder`` records which one ran.
 
@@ -34,48 +23,19 @@ Record keys added: ``video`` (codec, width, height, fps, frames, duration_s, dec
 
 from __future__ import annotations
 
-import bisect
 import os
 import threading
 import time
-from dataclasses import dataclass
 from functools import partial
-
-import numpy as np
 
 from ..inputs import FetchError, fetch_to_temp, is_remote, local_path
 from ..stage import drop, fail
 from .config import ProbeConfig
+from .decode import Decoded, DecodeError, decode_decord, decode_opencv
+from .decode_pyav import NoTimestamps, decode_pyav
 from .subtitles import read_sidecar
 
 STAGE = "probe"
-_CHUNK = 32
-
-
-class DecodeError(Exception):
-    def __init__(self, kind: str, message: str):
-        super().__init__(message)
-        self.kind = kind
-
-
-@dataclass
-class Decoded:
-    decoder: str
-    fps: float
-    frames: int  # as reported by the decoder
-    width: int
-    height: int
-    thumbs: np.ndarray
-    thumb_idx: np.ndarray
-    cands: np.ndarray
-    cand_idx: np.ndarray
-    error: str | None = None  # decoding stopped early with this error
-
-
-def scaled_size(w: int, h: int, side: int) -> tuple[int, int]:
-    """Even (width, height) with the longest side at most ``side``, aspect kept (never upscaled)."""
-    s = min(1.0, side / max(w, h))
-    return max(2, round(w * s / 2) * 2), max(2, round(h * s / 2) * 2)
 
 
 def read_header(path: str) -> dict:
@@ -102,226 +62,6 @@ def read_header(path: str) -> dict:
         raise DecodeError("unreadable", f"not a readable media file ({type(e).__name__}: {e})") from None
 
 
-class _Collector:
-    """Gathers thumbnails and candidates, in analysis order."""
-
-    def __init__(self, cfg: ProbeConfig, fps: float, dw: int, dh: int):
-        self.tw, self.th = scaled_size(dw, dh, cfg.analysis_side)
-        self.cand_step = max(1, round((fps or 30.0) / (cfg.analysis_stride * cfg.candidate_fps)))
-        self.thumbs, self.thumb_idx, self.cands, self.cand_idx = [], [], [], []
-
-    def wants_cand(self) -> bool:
-        return len(self.thumb_idx) % self.cand_step == 0
-
-    def add(self, frame_index: int, rgb: np.ndarray) -> None:
-        """A frame decoded at ``decode_side`` (decord, OpenCV)."""
-        import cv2
-
-        thumb = cv2.resize(rgb, (self.tw, self.th), interpolation=cv2.INTER_AREA)
-        self.add_thumb(frame_index, thumb, rgb if self.wants_cand() else None)
-
-    def add_thumb(self, frame_index: int, thumb: np.ndarray, cand: np.ndarray | None) -> None:
-        if cand is not None:
-            self.cands.append(cand)
-            self.cand_idx.append(frame_index)
-        self.thumbs.append(thumb)
-        self.thumb_idx.append(frame_index)
-
-    def result(self, decoder: str, fps: float, frames: int, w: int, h: int, error: str | None) -> Decoded:
-        empty = np.zeros((0, 1, 1, 3), np.uint8)
-        return Decoded(decoder, fps, frames, w, h,
-                       np.stack(self.thumbs) if self.thumbs else empty, np.asarray(self.thumb_idx, np.int64),
-                       np.stack(self.cands) if self.cands else empty, np.asarray(self.cand_idx, np.int64), error)
-
-
-def _plane(frame, i: int) -> np.ndarray:
-    p = frame.planes[i]
-    return np.frombuffer(p, np.uint8).reshape(p.height, p.line_size)[:, : p.width]
-
-
-def thumb_ycc(frame, tw: int, th: int) -> np.ndarray:
-    """(th, tw, 3) Y, Cr, Cb thumbnail of a yuv420p/yuvj420p PyAV frame, straight from its planes."""
-    import cv2
-
-    # every thumbnail pixel still averages at least 4x4 samples of the subsampled plane
-    d = max(1, min(frame.width // tw, frame.height // th) // 4)
-    y, u, v = (
-        cv2.resize(np.ascontiguousarray(_plane(frame, i)[::d, ::d]), (tw, th), interpolation=cv2.INTER_AREA)
-        for i in range(3)
-    )
-    return np.dstack([y, v, u])
-
-
-def ycc_to_rgb(ycc: np.ndarray, limited: np.ndarray) -> np.ndarray:
-    """(N, H, W, 3) Y, Cr, Cb thumbnails to RGB (BT.601); those flagged ``limited`` are in MPEG range.
-
-    Converting all thumbnails of a video in one call costs a fraction of converting each as it comes.
-    """
-    import cv2
-
-    if limited.any():
-        f = ycc[limited].astype(np.float32)
-        f[..., 0] = (f[..., 0] - 16.0) * (255.0 / 219.0)
-        f[..., 1:] = (f[..., 1:] - 128.0) * (255.0 / 224.0) + 128.0
-        ycc = ycc.copy()
-        ycc[limited] = np.clip(f + 0.5, 0, 255).astype(np.uint8)
-    n, h, w = ycc.shape[:3]
-    return cv2.cvtColor(ycc.reshape(n * h, w, 3), cv2.COLOR_YCrCb2RGB).reshape(n, h, w, 3)
-
-
-class _NoTimestamps(Exception):
-    pass
-
-
-def decode_pyav(path: str, cfg: ProbeConfig, cancel: threading.Event) -> Decoded:
-    """The analysis pass: reference frames only (when striding), thumbnails from planes, candidates via swscale."""
-    import av
-    from av.video.reformatter import VideoReformatter
-
-    try:
-        container = av.open(path, metadata_errors="ignore")
-    except (av.FFmpegError, OSError, ValueError, UnicodeDecodeError) as e:
-        raise DecodeError("decode_error", f"PyAV cannot open the file: {str(e)[:200]}") from None
-    with container:
-        if not container.streams.video:
-            raise DecodeError("no_video_stream", "the file has no video stream")
-        s = container.streams.video[0]
-        cc = s.codec_context
-        w, h = cc.width, cc.height
-        if w <= 0 or h <= 0:
-            raise DecodeError("no_frames", "PyAV finds no video frames")
-        fps = float(s.average_rate or s.guessed_rate or 0)
-        cc.thread_type, cc.thread_count = "AUTO", cfg.decode_threads
-        stride = cfg.analysis_stride
-        skipping = stride > 1
-        if skipping:
-            cc.skip_frame = "NONREF"
-        dw, dh = scaled_size(w, h, cfg.decode_side)
-        col = _Collector(cfg, fps, dw, dh)
-        rf = VideoReformatter()
-        pts: list[int] = []  # sorted presentation timestamps of the packets demuxed so far
-        prev, last = None, -(1 << 62)
-        packets, error, stopped = 0, None, False
-        limited: list[bool] = []  # per thumbnail: Y, Cr, Cb in MPEG (limited) range
-        for pkt in container.demux(s):
-            if cancel.is_set():
-                stopped = True
-                break
-            if pkt.size:
-                if pkt.pts is None:
-                    raise _NoTimestamps
-                bisect.insort(pts, pkt.pts)
-                packets += 1
-            try:
-                frames = cc.decode(pkt)
-            except av.FFmpegError as e:
-                error = error or f"PyAV error near packet {packets}: {str(e)[:200]}"
-                continue
-            for f in frames:
-                if f.pts is None:
-                    raise _NoTimestamps
-                # every packet shown before this frame is decoded before it, so its rank is its index
-                i = bisect.bisect_left(pts, f.pts)
-                if i >= cfg.max_frames:
-                    stopped = True
-                    break
-                if skipping and prev is not None and i - prev > stride:
-                    cc.skip_frame, skipping = "DEFAULT", False  # runs of non-reference frames longer than the stride
-                prev = i
-                if i < last + stride:
-                    continue
-                last = i
-                if f.format.name in ("yuv420p", "yuvj420p"):
-                    thumb = thumb_ycc(f, col.tw, col.th)
-                    limited.append(f.format.name == "yuv420p" and f.color_range != 2)
-                else:  # other layouts and depths: swscale to full-range planar YCbCr
-                    planes = rf.reformat(f, col.tw, col.th, "yuvj444p", interpolation="AREA").to_ndarray()
-                    thumb = np.ascontiguousarray(planes[[0, 2, 1]].transpose(1, 2, 0))
-                    limited.append(False)
-                cand = None
-                if col.wants_cand():
-                    cand = np.ascontiguousarray(
-                        rf.reformat(f, dw, dh, "rgb24", interpolation="AREA").to_ndarray())
-                col.add_thumb(i, thumb, cand)
-            if stopped:
-                break
-        if stopped:  # the header's count; packets were not all seen
-            dur = float(s.duration * s.time_base) if s.duration else (container.duration or 0) / 1e6
-            n = max(packets, int(s.frames or round(dur * fps)))
-        else:
-            n = packets
-    if not col.thumb_idx:
-        raise DecodeError("no_frames", "PyAV decodes no frames" + (f" ({error})" if error else ""))
-    d = col.result("pyav", fps, n, w, h, error)
-    d.thumbs = ycc_to_rgb(d.thumbs, np.asarray(limited, bool))
-    return d
-
-
-def decode_decord(path: str, cfg: ProbeConfig, size: tuple[int, int] | None, cancel: threading.Event) -> Decoded:
-    import decord
-
-    try:
-        if size is None:
-            h, w = decord.VideoReader(path, ctx=decord.cpu(0))[0].shape[:2]
-        else:
-            w, h = size
-        dw, dh = scaled_size(w, h, cfg.decode_side)
-        vr = decord.VideoReader(path, ctx=decord.cpu(0), width=dw, height=dh, num_threads=cfg.decode_threads)
-        n, fps = len(vr), float(vr.get_avg_fps())
-    except (decord.DECORDError, RuntimeError, IndexError) as e:
-        raise DecodeError("decode_error", f"decord cannot open the file: {str(e).splitlines()[0][:200]}") from None
-    if n <= 0:
-        raise DecodeError("no_frames", "the video has no frames")
-    col = _Collector(cfg, fps, dw, dh)
-    idx = list(range(0, min(n, cfg.max_frames), cfg.analysis_stride))
-    error = None
-    for i in range(0, len(idx), _CHUNK):
-        if cancel.is_set():
-            break
-        chunk = idx[i : i + _CHUNK]
-        try:
-            frames = vr.get_batch(chunk).asnumpy()
-        except (decord.DECORDError, RuntimeError, IndexError) as e:
-            error = f"decord stopped at frame {chunk[0]} of {n}: {str(e).splitlines()[0][:200]}"
-            break
-        for j, f in zip(chunk, frames):
-            col.add(j, f)
-    return col.result("decord", fps, n, w, h, error)
-
-
-def decode_opencv(path: str, cfg: ProbeConfig, cancel: threading.Event) -> Decoded:
-    import cv2
-
-    cap = cv2.VideoCapture(path)
-    try:
-        if not cap.isOpened():
-            raise DecodeError("decode_error", "OpenCV cannot open the file")
-        fps = float(cap.get(cv2.CAP_PROP_FPS) or 0)
-        n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
-        w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
-        if w <= 0 or h <= 0:
-            raise DecodeError("no_frames", "OpenCV finds no video frames")
-        dw, dh = scaled_size(w, h, cfg.decode_side)
-        col = _Collector(cfg, fps, dw, dh)
-        limit = min(n, cfg.max_frames) if n > 0 else cfg.max_frames
-        i = 0
-        while i < limit and not (i % 256 == 0 and cancel.is_set()):
-            if i % cfg.analysis_stride:
-                if not cap.grab():
-                    break
-            else:
-                ok, bgr = cap.read()
-                if not ok:
-                    break
-                if (bgr.shape[1], bgr.shape[0]) != (dw, dh):
-                    bgr = cv2.resize(bgr, (dw, dh), interpolation=cv2.INTER_AREA)
-                col.add(i, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
-            i += 1
-        return col.result("opencv", fps, n if n > 0 else i, w, h, None)
-    finally:
-        cap.release()
-
-
 def decode_video(path: str, cfg: ProbeConfig, header: dict | None, cancel: threading.Event) -> Decoded:
     """PyAV's analysis pass, then decord, then OpenCV (``decoder: opencv``: OpenCV alone); see the module doc."""
     errors = []
@@ -334,7 +74,7 @@ def decode_video(path: str, cfg: ProbeConfig, header: dict | None, cancel: threa
                 break
             try:
                 d = fn()
-            except _NoTimestamps:
+            except NoTimestamps:
                 continue
             except DecodeError as e:
                 errors.append(str(e))

@@ -13,7 +13,9 @@ import pytest
 from PIL import Image
 
 from pipelines.config import ConfigError
-from pipelines.fetch import FetchConfig, Fetcher, address_refusal, decode_image, robots_forbid
+from pipelines.fetch import FetchConfig, Fetcher, robots_forbid
+from pipelines.image_decode import decode_image
+from pipelines.netguard import address_refusal
 
 SVG = (b'<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" width="300" height="200">'
        b'<script>fetch("/x/hit")</script><rect width="300" height="200" fill="red"/>'

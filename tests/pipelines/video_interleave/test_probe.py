@@ -10,7 +10,8 @@ from video_scenes import FPS, MAIN_SCENES, SIZE
 
 from pipelines.stage import new_record
 from pipelines.video_interleave.config import ProbeConfig, VideoConfig
-from pipelines.video_interleave.probe import decode_decord, probe_videos
+from pipelines.video_interleave.decode import decode_decord
+from pipelines.video_interleave.probe import probe_videos
 from pipelines.video_interleave.shots import split_shots
 from pipelines.video_interleave.synth import render_scene
 
