@@ -22,9 +22,6 @@ REASON_TESTS = Path(__file__).resolve().parents[1] / "pipelines" / "reasoning_au
 
 @pytest.fixture(scope="module")
 def reason_run(tmp_path_factory):
-    pytest.importorskip("pipelines.reasoning_aug.pipeline")
-    if not (REASON_TESTS / "reason_inputs.py").is_file():
-        pytest.skip("the reasoning pipeline's test inputs are absent")
     sys.path.insert(0, str(REASON_TESTS))
     try:
         import reason_inputs as ri
