@@ -109,11 +109,6 @@ def clean_incomplete(out_dir: Path) -> list[str]:
     return removed
 
 
-def _final_records(out_dir: Path) -> dict[str, dict]:
-    """Manifest records that are final (``load_manifest`` drops written ones whose shard is incomplete)."""
-    return load_manifest(out_dir)
-
-
 def _attempt(out_dir: Path, run_info: dict) -> int:
     runs = out_dir / "runs.jsonl"
     n = 0
@@ -140,7 +135,7 @@ def run_pipeline(stages: list[Stage], inputs: list[dict], run: RunConfig, name: 
     out = Path(run.out_dir)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"output directory {str(out)!r} exists and is not a directory")
-    records = _final_records(out) if out.is_dir() else {}
+    records = load_manifest(out) if out.is_dir() else {}
     pending = [r for r in inputs if outcome(r["id"], records) is None]
     done_units = {i for i, r in records.items() if r["status"] != "split"}
     ray, started = (None, False)
@@ -167,7 +162,7 @@ def run_pipeline(stages: list[Stage], inputs: list[dict], run: RunConfig, name: 
     finally:
         if started:
             ray.shutdown()
-    summary = summarize(_final_records(out), ids, time.time() - t0, pipeline=name, attempt=attempt,
+    summary = summarize(load_manifest(out), ids, time.time() - t0, pipeline=name, attempt=attempt,
                         resumed_inputs=len(inputs) - len(pending))
     shards = sorted(p.name for p in out.glob("*.tar") if SHARD_RE.match(p.name) and is_complete(p))
     summary["shards"] = len(shards)
