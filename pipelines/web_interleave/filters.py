@@ -65,7 +65,8 @@ def clarity(gray: np.ndarray) -> float:
     """Variance of the Laplacian: high for sharp edges, near zero for blurred or flat images."""
     import cv2
 
-    return float(cv2.Laplacian(gray, cv2.CV_64F).var())
+    # 16-bit output holds the uint8 Laplacian exactly (|value| <= 8 * 255); the variance is taken in float64
+    return float(cv2.Laplacian(gray, cv2.CV_16S).var(dtype=np.float64))
 
 
 def phash(gray: np.ndarray) -> int:
