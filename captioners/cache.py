@@ -17,6 +17,7 @@ import hashlib
 import json
 import sqlite3
 import threading
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -58,12 +59,25 @@ class RequestCache:
         # lock up front instead of failing to upgrade a read lock under contention
         self._db = sqlite3.connect(self.path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False)
         self._db.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS captions (key TEXT PRIMARY KEY, text TEXT NOT NULL, status TEXT NOT NULL,"
-            " prompt_tokens INTEGER NOT NULL, output_tokens INTEGER NOT NULL)"
-        )
+        self._setup(busy_timeout_s)
+
+    def _setup(self, busy_timeout_s: float) -> None:
+        # switching to WAL can answer "database is locked" at once, without the busy handler, while another
+        # process creates the same file: retry the idempotent set-up until the busy timeout
+        deadline = time.monotonic() + busy_timeout_s
+        while True:
+            try:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")
+                self._db.execute(
+                    "CREATE TABLE IF NOT EXISTS captions (key TEXT PRIMARY KEY, text TEXT NOT NULL,"
+                    " status TEXT NOT NULL, prompt_tokens INTEGER NOT NULL, output_tokens INTEGER NOT NULL)"
+                )
+                return
+            except sqlite3.OperationalError as e:
+                if ("locked" not in str(e) and "busy" not in str(e)) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
 
     def get_many(self, keys: list[str]) -> dict[str, CaptionResult]:
         found: dict[str, CaptionResult] = {}
