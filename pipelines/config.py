@@ -123,6 +123,17 @@ def load_yaml(path: str | Path) -> dict:
     return data
 
 
+def parse_sets(items: list[str]) -> dict[str, str]:
+    """``--set KEY=VALUE`` flags as overrides for ``build_config`` (``KEY=null`` unsets an optional field)."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set expects KEY=VALUE, not {item!r}")
+        out[key.strip()] = value
+    return out
+
+
 def build_config(cls: type, yaml_path: str | Path | None = None, overrides: dict | None = None,
                  preset: str | None = None) -> Any:
     """``cls`` (or ``cls.<preset>()``) with the YAML file, then the overrides, applied."""

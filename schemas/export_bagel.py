@@ -35,11 +35,10 @@ from .export_common import (
     Drops,
     ExportError,
     ParquetFiles,
-    StagedDir,
     check_any_read,
     fit_image,
     iter_samples,
-    resolve_shards,
+    run_staged,
     write_json,
     write_marker,
 )
@@ -198,15 +197,7 @@ def _schemas():
 def export_bagel(shards: list[str | Path], out_dir: str | Path, cfg: BagelExportConfig = BagelExportConfig(),
                  overwrite: bool = False) -> dict:
     """Export the samples of ``shards`` into ``out_dir``; returns the report (also in ``export.json``)."""
-    found = resolve_shards(shards)
-    staged = StagedDir(out_dir, overwrite, found.shards)
-    try:
-        report = _export(found.shards, found.skipped, staged.path, staged.final, cfg)
-        staged.commit()
-    except BaseException:
-        staged.abort()
-        raise
-    return report
+    return run_staged(shards, out_dir, overwrite, lambda found, staged: _export(found.shards, found.skipped, staged.path, staged.final, cfg))
 
 
 def _export(shards: list[Path], skipped: list[str], tmp: Path, final: Path, cfg: BagelExportConfig) -> dict:

@@ -106,6 +106,19 @@ def check_any_read(n_read: int, drops: Drops) -> None:
 # ---------------------------------------------------------------------------------------------- output
 
 
+def run_staged(shards: list[str | Path], out_dir: str | Path, overwrite: bool, export) -> dict:
+    """Resolve the shards, run ``export(found, staged)`` into a staged directory, move it into place."""
+    found = resolve_shards(shards)
+    staged = StagedDir(out_dir, overwrite, found.shards)
+    try:
+        report = export(found, staged)
+        staged.commit()
+    except BaseException:
+        staged.abort()
+        raise
+    return report
+
+
 class StagedDir:
     """The output directory, built under a temporary sibling and moved into place by ``commit``."""
 

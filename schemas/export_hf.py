@@ -33,10 +33,9 @@ from .export_common import (
     Drops,
     ExportError,
     ParquetFiles,
-    StagedDir,
     check_any_read,
     iter_samples,
-    resolve_shards,
+    run_staged,
     run_summaries,
     write_marker,
 )
@@ -123,15 +122,7 @@ def hub_licence(licences: Counter) -> str:
 def export_hf(shards: list[str | Path], out_dir: str | Path, cfg: HFExportConfig = HFExportConfig(),
               overwrite: bool = False) -> dict:
     """Export the samples of ``shards`` into ``out_dir`` as a Hub-ready dataset; returns the report."""
-    found = resolve_shards(shards)
-    staged = StagedDir(out_dir, overwrite, found.shards)
-    try:
-        report = _export(found.shards, found.skipped, staged.path, cfg)
-        staged.commit()
-    except BaseException:
-        staged.abort()
-        raise
-    return report
+    return run_staged(shards, out_dir, overwrite, lambda found, staged: _export(found.shards, found.skipped, staged.path, cfg))
 
 
 def _export(shards: list[Path], skipped: list[str], tmp: Path, cfg: HFExportConfig) -> dict:

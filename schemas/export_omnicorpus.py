@@ -24,10 +24,9 @@ from .export_common import (
     Drops,
     ExportError,
     ParquetFiles,
-    StagedDir,
     check_any_read,
     iter_samples,
-    resolve_shards,
+    run_staged,
     write_marker,
 )
 from .sample import ImageSegment, Sample, sample_from_json
@@ -104,15 +103,7 @@ def document_to_sample(doc: dict, read_image=None) -> Sample:
 def export_omnicorpus(shards: list[str | Path], out_dir: str | Path,
                       cfg: OmniCorpusExportConfig = OmniCorpusExportConfig(), overwrite: bool = False) -> dict:
     """Export the samples of ``shards`` into ``out_dir`` as documents; returns the report."""
-    found = resolve_shards(shards)
-    staged = StagedDir(out_dir, overwrite, found.shards)
-    try:
-        report = _export(found.shards, found.skipped, staged.path, cfg)
-        staged.commit()
-    except BaseException:
-        staged.abort()
-        raise
-    return report
+    return run_staged(shards, out_dir, overwrite, lambda found, staged: _export(found.shards, found.skipped, staged.path, cfg))
 
 
 def _schema(cfg: OmniCorpusExportConfig):

@@ -6,7 +6,7 @@ import argparse
 import json
 import os
 
-from ..config import ConfigError, build_config
+from ..config import ConfigError, build_config, parse_sets
 from ..inputs import VIDEO_EXTS, list_inputs
 from .config import VideoConfig
 
@@ -54,17 +54,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def config_from_args(args: argparse.Namespace) -> VideoConfig:
     overrides = {field: getattr(args, flag) for flag, field in FLAGS.items()}
     overrides["run.out_dir"] = args.out
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"--set expects KEY=VALUE, not {item!r}")
-        overrides[key.strip()] = value
-    try:
-        cfg = build_config(VideoConfig, args.config, overrides, preset=args.preset)
-    except ConfigError:
-        raise
-    except ValueError as e:
-        raise ConfigError(str(e)) from None
+    overrides.update(parse_sets(args.set))
+    cfg = build_config(VideoConfig, args.config, overrides, preset=args.preset)
     check_captioner(cfg)
     return cfg
 

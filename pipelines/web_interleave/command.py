@@ -14,7 +14,7 @@ import argparse
 import json
 import sys
 
-from pipelines.config import ConfigError, build_config
+from pipelines.config import ConfigError, build_config, parse_sets
 from pipelines.executor import run_pipeline
 from pipelines.fetch import Fetcher
 from pipelines.stage import Stage
@@ -89,24 +89,8 @@ def config_from_args(args) -> WebConfig:
     overrides = {"run.out_dir": args.out, "captioner.backend": args.captioner, "captioner.model": args.model,
                  "run.ray_address": args.ray_address, "run.executor": args.executor,
                  "fetch.allow_private_net": args.allow_private_net}
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ConfigError(f"--set needs FIELD=VALUE, not {item!r}")
-        overrides[key.strip()] = None if value.strip().lower() in ("null", "none") else value
-    nulls = {k for k, v in overrides.items() if v is None and k in {i.partition("=")[0].strip() for i in args.set}}
-    cfg = build_config(WebConfig, args.config, {k: v for k, v in overrides.items() if v is not None},
-                       preset=args.preset)
-    if nulls:
-        cfg = build_config_nulls(cfg, nulls)
-    return cfg
-
-
-def build_config_nulls(cfg: WebConfig, names: set[str]) -> WebConfig:
-    """Set optional fields to None (``--set filters.min_relevance=null``)."""
-    from pipelines.config import _apply
-
-    return _apply(cfg, {n: None for n in names})
+    overrides.update(parse_sets(args.set))
+    return build_config(WebConfig, args.config, overrides, preset=args.preset)
 
 
 def run(args) -> int:

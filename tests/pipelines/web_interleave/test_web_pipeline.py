@@ -10,7 +10,7 @@ import pytest
 
 from pipelines.cli import main as braid
 from pipelines.config import ConfigError, build_config
-from pipelines.web_interleave.command import build_config_nulls, run_web_job
+from pipelines.web_interleave.command import run_web_job
 from pipelines.web_interleave.config import WebConfig
 from schemas import load_manifest, read_samples, validate
 
@@ -22,9 +22,8 @@ def web_cfg(out: Path, executor: str = "local", **over) -> WebConfig:
     base = {"run.out_dir": str(out), "run.executor": executor, "captioner.backend": "stub",
             "fetch.allow_private_net": True, "fetch.timeout_s": 6.0, "fetch.retries": 1, "fetch.backoff_s": 0.05,
             "fetch.max_bytes": 1 << 20, "filters.min_relevance": None}
-    merged = {**base, **over}
-    cfg = build_config(WebConfig, None, {k: v for k, v in merged.items() if v is not None}, preset="tiny")
-    return build_config_nulls(cfg, {k for k, v in merged.items() if v is None})
+    merged = {k: "null" if v is None else v for k, v in {**base, **over}.items()}  # None: unset the field
+    return build_config(WebConfig, None, merged, preset="tiny")
 
 
 def leaf_outcomes(out: Path) -> dict[str, dict]:
