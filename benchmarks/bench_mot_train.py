@@ -2,9 +2,10 @@
 
 One packed batch of about ``--tokens`` tokens (interleaved samples: captions, generation targets as
 noised + clean latents + ViT tokens), one optimizer step per iteration (forward, backward, AdamW), bf16
-autocast. Both attention paths run on the same batch in the same process; the ratio is printed.
+autocast. The step time is the mean over ``--steps`` steps run back to back with one synchronisation at
+the end, as ``braid train`` runs them (the synchronised per-step median is printed too). Both attention paths run on the same batch in the same process; the ratio is printed.
 
-Model FLOPs per step (MFU against ``--peak`` TFLOP/s, 989 for H100/H200 dense bf16):
+Model FLOPs per pack (MFU against ``--peak`` TFLOP/s, 989 for H100/H200 dense bf16):
   6 * (LLM layer parameters of the token's expert) per token + 6 * D * V per CE token
   + 6 * (ViT + connector parameters) per ViT token + 6 * (latent in/out, time embedder) per latent token
   + attention 12 * H * Dh * (allowed query-key pairs) per layer (4 forward, 8 backward)
@@ -82,7 +83,7 @@ def model_flops(model, batch, dense_mask) -> float:
     return f
 
 
-def run_path(variant, model, ae, batch, steps, warmup, opt, device, profile=False):
+def run_path(variant, model, ae, batch, steps, warmup, opt, device, accum=1, profile=False):
     """Time one variant: ``attention-blocks-layout`` (dense|flex, eager|compiled, seq|sorted)."""
     import contextlib
 
@@ -102,15 +103,16 @@ def run_path(variant, model, ae, batch, steps, warmup, opt, device, profile=Fals
         return contextlib.nullcontext()
 
     def step(i):
-        spec = batch.mask_spec()  # a new pack needs a new mask, so it is built inside the step
-        mask = block_mask(spec) if kind == "flex" else dense_mask(spec)
-        g = torch.Generator(device=device).manual_seed(i)
-        with (
-            torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"),
-            dense_ctx(),
-        ):
-            out = compute_losses(model, ae, batch, mask, attend, g)
-        out["loss"].backward()
+        for micro in range(accum):  # each micro-batch is a new pack, so its mask is built inside the step
+            spec = batch.mask_spec()
+            mask = block_mask(spec) if kind == "flex" else dense_mask(spec)
+            g = torch.Generator(device=device).manual_seed(i * accum + micro)
+            with (
+                torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"),
+                dense_ctx(),
+            ):
+                out = compute_losses(model, ae, batch, mask, attend, g)
+            (out["loss"] / accum).backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
@@ -131,12 +133,20 @@ def run_path(variant, model, ae, batch, steps, warmup, opt, device, profile=Fals
         out = step(1000 + i)
         sync()
         times.append(time.time() - t)
-    print(f"  {variant} steps: {[round(x, 3) for x in times]}", flush=True)
+    print(f"  {variant} steps, each synchronised: {[round(x, 3) for x in times]}", flush=True)
+    # as the trainer runs: no host sync between steps, so the next step's set-up overlaps this one's kernels
+    t = time.time()
+    for i in range(steps):
+        out = step(3000 + i)
+    sync()
+    window = (time.time() - t) / steps
+    print(f"  {variant} {steps} steps back to back: {window:.3f} s/step", flush=True)
     if profile and device.type == "cuda":
         print_profile(step, sync)
     times.sort()
     return {
-        "median_s": times[len(times) // 2],
+        "step_s": window,
+        "synced_median_s": times[len(times) // 2],
         "min_s": times[0],
         "warmup_s": t_warm,
         **first,
@@ -218,6 +228,10 @@ def main(argv=None) -> int:
                          "ViT layers through torch.compile), seq (sequence order, index routing) | sorted (rows "
                          "sorted by expert, slice routing); eager variants must come before compiled ones")
     ap.add_argument("--profile", default="flex-compiled-sorted", help="variant to profile after timing")
+    ap.add_argument("--compile-mode", default=None, help="torch.compile mode of the blocks (e.g. max-autotune-no-cudagraphs)")
+    ap.add_argument("--accum", type=int, default=1, help="packs per optimizer step (gradient accumulation)")
+    ap.add_argument("--flex-options", default="", help="JSON kernel_options for FlexAttention")
+    ap.add_argument("--model-set", default="", help="comma-separated MoTConfig overrides, e.g. d_model=1536,n_layers=16")
     ap.add_argument("--tiny", action="store_true", help="CPU dry run: tiny preset, 512 tokens, 2 steps")
     ap.add_argument("--probe", action="store_true", help="only time compiling FlexAttention on a small shape")
     ap.add_argument("--dump-after", type=float, default=0, help="print every thread's stack after this many s")
@@ -235,15 +249,20 @@ def main(argv=None) -> int:
     if args.probe:
         return probe_flex()
 
+    from model import attention
     from model.attention import block_mask, dense_mask
     from model.autoencoder import AutoencoderConfig, build_autoencoder
     from model.data import DataConfig, TextTokenizer, pack, plan_sample
     from model.mot import MoT, MoTConfig
 
+    if args.flex_options:
+        attention.FLEX_KERNEL_OPTIONS.update(json.loads(args.flex_options))
     device = torch.device("cuda" if torch.cuda.is_available() and not args.tiny else "cpu")
     if args.tiny:
         args.preset, args.tokens, args.steps, args.warmup = "tiny", 512, 2, 1
     mcfg = MoTConfig.preset(args.preset)
+    if args.model_set:
+        mcfg = mcfg.replace(**{k: int(v) for k, v in (kv.split("=") for kv in args.model_set.split(","))})
     side = (256, 192) if args.preset != "tiny" else (32, 24)
     samples = synthetic_samples(64, side)
     tok = TextTokenizer.fit([t.text for s in samples for t in s.texts], 2000)
@@ -270,6 +289,10 @@ def main(argv=None) -> int:
         "device": name,
         "torch": torch.__version__,
         "preset": args.preset,
+        "model_set": args.model_set,
+        "compile_mode": args.compile_mode,
+        "accum": args.accum,
+        "flex_options": args.flex_options,
         "params_und_expert": model.num_params("und"),
         "params_total": sum(p.numel() for p in model.parameters()),
         "tokens": batch.n_real,
@@ -279,7 +302,7 @@ def main(argv=None) -> int:
         "latent_tokens": int(batch.gen_idx.numel()),
         "vit_tokens": int(batch.vit_idx.numel()),
         "mask_density": density,
-        "model_tflop_per_step": flops / 1e12,
+        "model_tflop_per_pack": flops / 1e12,
     }
     print(json.dumps(info, indent=1), flush=True)
     if device.type == "cuda":  # mask builds: block masks (ours, create_block_mask's), the dense mask
@@ -311,22 +334,22 @@ def main(argv=None) -> int:
     for variant in args.paths.split(","):
         _, blocks, layout = variant.split("-")
         if blocks == "compiled" and not compiled:
-            model.compile_blocks()
+            model.compile_blocks(**({"mode": args.compile_mode} if args.compile_mode else {}))
             compiled = True
         model.load_state_dict(init)
         opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95), eps=1e-15, fused=device.type == "cuda")
         print(f"[{time.time() - t_start:.0f} s] {variant}", flush=True)
         try:
-            r = run_path(variant, model, ae, batches[layout], args.steps, args.warmup, opt, device,
+            r = run_path(variant, model, ae, batches[layout], args.steps, args.warmup, opt, device, args.accum,
                          profile=variant == args.profile)
         except Exception as e:  # noqa: BLE001 -- one failing variant (memory, compile) leaves the others
             traceback.print_exc()
             r = {"error": f"{type(e).__name__}: {str(e)[:200]}"}
             if device.type == "cuda":
                 torch.cuda.empty_cache()
-        if "median_s" in r:
-            r["tokens_per_s"] = batch.n_real / r["median_s"]
-            r["tflops"] = flops / r["median_s"] / 1e12
+        if "step_s" in r:
+            r["tokens_per_s"] = args.accum * batch.n_real / r["step_s"]
+            r["tflops"] = args.accum * flops / r["step_s"] / 1e12
             r["mfu"] = r["tflops"] / args.peak
             if device.type == "cuda":
                 r["max_mem_gib"] = torch.cuda.max_memory_allocated() / 2**30
@@ -336,14 +359,15 @@ def main(argv=None) -> int:
         print(variant, json.dumps(r), flush=True)
     info["results"] = results
     print(f"\n{'variant':22} {'step s':>7} {'tokens/s':>9} {'TFLOP/s':>8} {'MFU':>6} {'GiB':>5}  first CE / MSE"
-          f"   ({name}, torch {torch.__version__}, {batch.n_real} tokens, {flops / 1e12:.2f} TFLOP/step)")
+          f"   ({name}, torch {torch.__version__}, {args.accum} x {batch.n_real} tokens, "
+          f"{args.accum * flops / 1e12:.2f} TFLOP/step)")
     for variant, r in results.items():
-        if "median_s" in r:
-            print(f"{variant:22} {r['median_s']:7.3f} {r['tokens_per_s']:9.0f} {r['tflops']:8.1f} {r['mfu']:6.1%} "
+        if "step_s" in r:
+            print(f"{variant:22} {r['step_s']:7.3f} {r['tokens_per_s']:9.0f} {r['tflops']:8.1f} {r['mfu']:6.1%} "
                   f"{r.get('max_mem_gib', 0):5.1f}  {r['first_ce']:.4f} / {r['first_mse']:.5f}")
         else:
             print(f"{variant:22} {r['error']}")
-    ok = {v: r["median_s"] for v, r in results.items() if "median_s" in r}
+    ok = {v: r["step_s"] for v, r in results.items() if "step_s" in r}
     for blocks, layout in (("eager", "seq"), ("compiled", "sorted"), ("compiled", "seq")):
         d, f = f"dense-{blocks}-{layout}", f"flex-{blocks}-{layout}"
         if d in ok and f in ok:

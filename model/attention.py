@@ -80,6 +80,7 @@ def block_mask(spec: MaskSpec):
 
 
 _compiled_flex = None
+FLEX_KERNEL_OPTIONS: dict = {}  # passed to flex_attention as kernel_options (tile sizes, warps, stages)
 
 
 def _flex(q, k, v, mask):
@@ -87,10 +88,10 @@ def _flex(q, k, v, mask):
 
     global _compiled_flex
     if q.device.type != "cuda" or torch.compiler.is_compiling():  # CPU: eager reference; inside compile: inlined
-        return flex_attention(q, k, v, block_mask=mask, enable_gqa=True)
+        return flex_attention(q, k, v, block_mask=mask, enable_gqa=True, kernel_options=FLEX_KERNEL_OPTIONS or None)
     if _compiled_flex is None:
         _compiled_flex = torch.compile(flex_attention, dynamic=False)
-    return _compiled_flex(q, k, v, block_mask=mask, enable_gqa=True)
+    return _compiled_flex(q, k, v, block_mask=mask, enable_gqa=True, kernel_options=FLEX_KERNEL_OPTIONS or None)
 
 
 def attend(q, k, v, mask):

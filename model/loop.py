@@ -20,6 +20,7 @@ from .mot import MoT
 from .objective import compute_losses
 
 log = logging.getLogger(__name__)
+LOSS_KEYS = ("loss", "ce", "mse")
 
 
 def setup_distributed(device: str | None):
@@ -175,7 +176,9 @@ class Trainer:
             lr = lr_at(self.step, t)
             for g in self.opt.param_groups:
                 g["lr"] = lr
-            sums = {"loss": 0.0, "ce": 0.0, "mse": 0.0}
+            # losses and the grad norm stay on the device until a row is logged: no host sync per step,
+            # so packing and masking the next batch overlaps this step's kernels
+            sums = torch.zeros(3, device=self.device)
             for micro in range(t.accum):
                 mine = None
                 for r in range(self.world):  # every rank walks the same stream and keeps its own pack
@@ -186,29 +189,29 @@ class Trainer:
                 tokens += batch.n_real * self.world
                 out = self.losses(batch, self._generator(self.step, micro, self.rank))
                 (out["loss"] / t.accum).backward()
-                for k in sums:
-                    sums[k] += out[k].detach().item() / t.accum
+                sums += torch.stack([out[k].detach().float() for k in LOSS_KEYS]) / t.accum
             if self.world > 1:
                 self._allreduce_grads()
-            gnorm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.clip))
+            gnorm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.clip)
             self.opt.step()
             self.opt.zero_grad(set_to_none=True)
             if self.ema is not None:
                 with torch.no_grad():
-                    for k, v in self.model.state_dict().items():
-                        self.ema[k].mul_(t.ema).add_(v.float(), alpha=1 - t.ema)
+                    live = self.model.state_dict()
+                    torch._foreach_lerp_(list(self.ema.values()), [live[k].float() for k in self.ema], 1 - t.ema)
             self.step += 1
-            row = {"step": self.step, **sums, "lr": lr, "grad_norm": gnorm, "epoch": self.position[0],
-                   "tokens_per_s": tokens / max(1e-9, time.time() - t0)}
-            if self.rank == 0 and (self.step % t.eval_every == 0 or self.step == t.steps):
-                ev = self.eval_loss()
+            evaluate = self.rank == 0 and (self.step % t.eval_every == 0 or self.step == t.steps)
+            if self.rank == 0 and (evaluate or self.step % t.log_every == 0 or self.step == t.steps):
+                losses = dict(zip(LOSS_KEYS, sums.tolist()))
+                row = {"step": self.step, **losses, "lr": lr, "grad_norm": float(gnorm),
+                       "epoch": self.position[0], "tokens_per_s": tokens / max(1e-9, time.time() - t0)}
+                ev = self.eval_loss() if evaluate else None
                 if ev:
                     row.update(ev)
+                self._log(row)
+                bar.set_postfix(loss=f"{losses['loss']:.4f}", ce=f"{losses['ce']:.3f}", mse=f"{losses['mse']:.4f}")
             if self.rank == 0:
-                if self.step % t.log_every == 0 or "eval_loss" in row or self.step == t.steps:
-                    self._log(row)
                 bar.update(1)
-                bar.set_postfix(loss=f"{sums['loss']:.4f}", ce=f"{sums['ce']:.3f}", mse=f"{sums['mse']:.4f}")
             if self.step % t.ckpt_every == 0 or self.step == t.steps:
                 self.save()
         if self.world > 1:

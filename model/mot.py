@@ -26,13 +26,15 @@ TEXT, VIT, LATENT = 0, 1, 2  # token kinds; only LATENT goes to the generation e
 class MoTConfig:
     """Model shape. ``vocab_size`` is set from the tokenizer when a run starts."""
 
+    # the defaults are the base preset: Qwen2.5-1.5B's layer shape, 10 layers (about 0.57B per expert);
+    # wide and shallow keeps a GPU busy (35% MFU on an H200 against 26% for 1024 wide x 28 deep)
     vocab_size: int = 32000
-    d_model: int = 1024  # LLM width D
-    n_layers: int = 28
-    n_heads: int = 8  # query heads H
+    d_model: int = 1536  # LLM width D
+    n_layers: int = 10
+    n_heads: int = 12  # query heads H
     n_kv_heads: int = 2  # key/value heads (grouped-query attention)
     head_dim: int = 128
-    d_ff: int = 4096  # SwiGLU hidden width
+    d_ff: int = 8960  # SwiGLU hidden width
     rope_theta: float = 1_000_000.0
     rms_eps: float = 1e-6
     # understanding images: a small ViT on square inputs, then a 2-layer MLP connector
