@@ -205,6 +205,11 @@ def _run(args) -> int:
     torch.manual_seed(tcfg.seed)
     trainer = Trainer(out, cfgs, tok, stream, eval_stream, rank, world, device)
     trainer.train(resume=args.resume)
+    if world > 1:  # a rank that exits with its process group alive can abort in Gloo's teardown (SIGABRT)
+        import torch.distributed as dist
+
+        dist.barrier()
+        dist.destroy_process_group()
     return 0
 
 
