@@ -2,8 +2,10 @@
 
 One packed batch of about ``--tokens`` tokens (interleaved samples: captions, generation targets as
 noised + clean latents + ViT tokens), one optimizer step per iteration (forward, backward, AdamW), bf16
-autocast. The step time is the mean over ``--steps`` steps run back to back with one synchronisation at
-the end, as ``braid train`` runs them (the synchronised per-step median is printed too). Both attention paths run on the same batch in the same process; the ratio is printed.
+autocast; ``--accum N`` runs N packs per optimizer step. The step time is the mean over ``--steps`` steps
+run back to back with one synchronisation at the end, as ``braid train`` runs them (the synchronised
+per-step median is printed too). Both attention paths run on the same batch in the same process; the
+ratio is printed.
 
 Model FLOPs per pack (MFU against ``--peak`` TFLOP/s, 989 for H100/H200 dense bf16):
   6 * (LLM layer parameters of the token's expert) per token + 6 * D * V per CE token
@@ -103,7 +105,7 @@ def run_path(variant, model, ae, batch, steps, warmup, opt, device, accum=1, pro
         return contextlib.nullcontext()
 
     def step(i):
-        for micro in range(accum):  # each micro-batch is a new pack, so its mask is built inside the step
+        for micro in range(accum):  # a new pack needs a new mask, so the mask is built for every pack
             spec = batch.mask_spec()
             mask = block_mask(spec) if kind == "flex" else dense_mask(spec)
             g = torch.Generator(device=device).manual_seed(i * accum + micro)
