@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 from mot_helpers import write_shards
 
 from pipelines.cli import main
@@ -65,6 +66,26 @@ def test_resume_continues_exactly(tmp_path, shards):
     assert sorted(b) == [1, 2, 3, 4, 5, 6]
     for step in (4, 5, 6):
         assert a[step] == pytest.approx(b[step], rel=1e-6, abs=1e-7), (step, a[step], b[step])
+
+
+@pytest.mark.timeout(300)
+def test_ema_is_the_decayed_average_of_the_weights_across_a_resume(tmp_path, shards):
+    from safetensors.torch import load_file
+
+    cfg = tmp_path / "ema.yaml"
+    cfg.write_text(CONFIG.replace("warmup: 5}", "warmup: 5, ema: 0.75}") % 1000)
+    run = tmp_path / "run"
+    assert main(["train", *shards, "--out", str(run), "--config", str(cfg), "--steps", "1"]) == 0
+    ema1 = load_file(str(run / "ema.safetensors"))
+    w1 = load_file(str(run / "model.safetensors"))
+    assert main(["train", *shards, "--out", str(run), "--steps", "2", "--resume"]) == 0
+    ema2, w2 = load_file(str(run / "ema.safetensors")), load_file(str(run / "model.safetensors"))
+    assert ema2.keys() == w2.keys() and len(w2) > 10
+    moved = 0
+    for k in w2:
+        assert torch.allclose(ema2[k], 0.75 * ema1[k] + 0.25 * w2[k], atol=1e-6), k
+        moved += not torch.equal(w2[k], w1[k])
+    assert moved > len(w2) // 2  # the step changed most tensors, so the check above has something to see
 
 
 @pytest.mark.timeout(300)
