@@ -9,6 +9,8 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from loopback import QuietReplies
+
 from captioners import build_request
 
 
@@ -74,20 +76,9 @@ class FakeOpenAI:
         self._lock = threading.Lock()
         fake = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietReplies, BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
-
-            def log_message(self, *a):
-                pass
-
-            def _send(self, code: int, body: bytes, ctype="application/json", headers=()):
-                self.send_response(code)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(body)))
-                for k, v in headers:
-                    self.send_header(k, v)
-                self.end_headers()
-                self.wfile.write(body)
+            content_type = "application/json"
 
             def _drop(self):
                 self.close_connection = True
@@ -100,8 +91,8 @@ class FakeOpenAI:
                 if fake.dead:
                     return self._drop()
                 if self.path.rstrip("/") == "/v1/models":
-                    return self._send(200, json.dumps({"object": "list", "data": [{"id": "fake-vlm"}]}).encode())
-                self._send(404, b'{"error": "not found"}')
+                    return self.reply(200, json.dumps({"object": "list", "data": [{"id": "fake-vlm"}]}).encode())
+                self.reply(404, b'{"error": "not found"}')
 
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
@@ -123,13 +114,13 @@ class FakeOpenAI:
                     if fake.delay_s:
                         time.sleep(fake.delay_s)
                     if code != 200:
-                        return self._send(code, b'{"error": {"message": "try later"}}', headers=[("Retry-After", "0")])
+                        return self.reply(code, b'{"error": {"message": "try later"}}', headers=[("Retry-After", "0")])
                     payload = json.loads(body)
                     text = payload["messages"][-1]["content"][-1]["text"]
                     if fake.reject and fake.reject in text:
-                        return self._send(400, b'{"error": {"message": "image rejected"}}')
+                        return self.reply(400, b'{"error": {"message": "image rejected"}}')
                     if fake.malformed == "json":
-                        return self._send(200, b"<html>502 bad gateway</html>", ctype="text/html")
+                        return self.reply(200, b"<html>502 bad gateway</html>", ctype="text/html")
                     reply = {
                         "choices": [
                             {
@@ -143,7 +134,7 @@ class FakeOpenAI:
                         reply = {"choices": []}
                     with fake._lock:
                         fake.answered += 1
-                    self._send(200, json.dumps(reply).encode())
+                    self.reply(200, json.dumps(reply).encode())
                 finally:
                     with fake._lock:
                         fake.inflight -= 1

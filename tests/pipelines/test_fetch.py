@@ -10,6 +10,7 @@ import time
 from typing import ClassVar
 
 import pytest
+from loopback import QuietReplies
 from PIL import Image
 
 from pipelines.config import ConfigError
@@ -28,53 +29,42 @@ def jpeg(size=(320, 240), color=(20, 120, 200)) -> bytes:
     return buf.getvalue()
 
 
-class H(http.server.BaseHTTPRequestHandler):
+class H(QuietReplies, http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, so connection reuse is visible
+    content_type = "image/jpeg"
     hits: ClassVar[list] = []
     peers: ClassVar[set] = set()
-
-    def log_message(self, *a):
-        pass
-
-    def send(self, code, body=b"", ctype="image/jpeg", headers=()):
-        self.send_response(code)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(body)))
-        for k, v in headers:
-            self.send_header(k, v)
-        self.end_headers()
-        self.wfile.write(body)
 
     def do_GET(self):
         H.hits.append(self.path)
         H.peers.add(self.client_address)
         p = self.path
         if p.startswith("/img/"):
-            return self.send(200, jpeg())
+            return self.reply(200, jpeg())
         if p == "/svg":
-            return self.send(200, SVG, "image/svg+xml")
+            return self.reply(200, SVG, "image/svg+xml")
         if p == "/500":
-            return self.send(500, b"no")
+            return self.reply(500, b"no")
         if p == "/slow":
             time.sleep(3)
-            return self.send(200, jpeg())
+            return self.reply(200, jpeg())
         if p == "/big":
-            return self.send(200, b"\xff" * 300_000)
+            return self.reply(200, b"\xff" * 300_000)
         if p == "/html-as-jpeg":
-            return self.send(200, b"<html>nope</html>")
+            return self.reply(200, b"<html>nope</html>")
         if p == "/loop":
-            return self.send(302, headers=[("Location", "/loop")])
+            return self.reply(302, headers=[("Location", "/loop")])
         if p == "/to-meta":
-            return self.send(302, headers=[("Location", "http://169.254.169.254/latest/")])
+            return self.reply(302, headers=[("Location", "http://169.254.169.254/latest/")])
         if p == "/to-img":
-            return self.send(307, headers=[("Location", "/img/a")])
+            return self.reply(307, headers=[("Location", "/img/a")])
         if p == "/noai":
-            return self.send(200, jpeg(), headers=[("X-Robots-Tag", "otherbot: noindex"), ("X-Robots-Tag", "noimageai")])
+            return self.reply(200, jpeg(), headers=[("X-Robots-Tag", "otherbot: noindex"), ("X-Robots-Tag", "noimageai")])
         if p == "/gif":
             buf = io.BytesIO()
             Image.new("P", (200, 200)).save(buf, "GIF")
-            return self.send(200, buf.getvalue(), "image/gif")
-        return self.send(404, b"")
+            return self.reply(200, buf.getvalue(), "image/gif")
+        return self.reply(404, b"")
 
 
 class BacklogServer(http.server.ThreadingHTTPServer):

@@ -8,6 +8,7 @@ import socket
 import threading
 
 import pytest
+from loopback import QuietReplies
 
 from pipelines.inputs import VIDEO_EXTS, FetchError, fetch_to_temp, input_id, list_inputs
 
@@ -60,20 +61,12 @@ def test_list_files_txt_jsonl_csv(tree):
     assert cs[0]["licence"] == "CC-BY-4.0" and cs[0]["meta"] == {"source": "lab"}
 
 
-class _Handler(http.server.BaseHTTPRequestHandler):
+class _Handler(QuietReplies, http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         if self.path == "/video.mp4":
-            body = b"0123456789" * 1000
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            self.reply(200, b"0123456789" * 1000, "video/mp4")
         else:
-            self.send_response(404)
-            self.end_headers()
-
-    def log_message(self, *a):
-        pass
+            self.reply(404)
 
 
 @pytest.fixture(scope="module")

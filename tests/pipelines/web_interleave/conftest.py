@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
+from loopback import QuietReplies
 
 from pipelines.web_interleave.synth import drawing, make_example_pages, page_html
 
@@ -36,13 +37,11 @@ class BacklogServer(http.server.ThreadingHTTPServer):
     daemon_threads = True
 
 
-class Handler(http.server.SimpleHTTPRequestHandler):
+class Handler(QuietReplies, http.server.SimpleHTTPRequestHandler):
+    content_type = "image/jpeg"
     routes: ClassVar[dict] = {}
     docs_root: Path | None = None
     gen_root: Path | None = None
-
-    def log_message(self, *a):
-        pass
 
     def translate_path(self, path):
         path = path.split("?", 1)[0]
@@ -52,29 +51,15 @@ class Handler(http.server.SimpleHTTPRequestHandler):
             return str(self.gen_root / path[len("/gen/"):])
         return "/nonexistent"
 
-    def _send(self, code, body=b"", ctype="image/jpeg", headers=()):
-        self.send_response(code)
-        self.send_header("Content-Type", ctype)
-        for k, v in headers:
-            self.send_header(k, v)
-        if body is not None:
-            self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        if body:
-            try:
-                self.wfile.write(body)
-            except (BrokenPipeError, ConnectionResetError):
-                pass  # the client gave up (timeouts, caps): that is what the test is about
-
     def do_GET(self):
         p = self.path
         if p == "/x/404.jpg":
-            return self._send(404, b"")
+            return self.reply(404, b"")
         if p == "/x/500.jpg":
-            return self._send(500, b"")
+            return self.reply(500, b"")
         if p == "/x/slow.jpg":
             time.sleep(SLOW_S)
-            return self._send(200, drawing(7))
+            return self.reply(200, drawing(7))
         if p == "/x/huge.jpg":  # no Content-Length: the cap must hold while streaming
             self.send_response(200)
             self.send_header("Content-Type", "image/jpeg")
@@ -86,19 +71,19 @@ class Handler(http.server.SimpleHTTPRequestHandler):
                 pass
             return None
         if p == "/x/fake.jpg":
-            return self._send(200, b"<html>this is not an image</html>" * 20)
+            return self.reply(200, b"<html>this is not an image</html>" * 20)
         if p == "/x/bomb.png":
-            return self._send(200, self.routes["bomb"], "image/png")
+            return self.reply(200, self.routes["bomb"], "image/png")
         if p == "/x/loop.jpg":
-            return self._send(302, b"", headers=[("Location", "/x/loop.jpg")])
+            return self.reply(302, b"", headers=[("Location", "/x/loop.jpg")])
         if p == "/x/meta.jpg":
-            return self._send(302, b"", headers=[("Location", "http://169.254.169.254/latest/meta-data/")])
+            return self.reply(302, b"", headers=[("Location", "http://169.254.169.254/latest/meta-data/")])
         if p == "/x/noai.jpg":
-            return self._send(200, drawing(8), headers=[("X-Robots-Tag", "noai, noimageai")])
+            return self.reply(200, drawing(8), headers=[("X-Robots-Tag", "noai, noimageai")])
         if p == "/x/moved.jpg":
-            return self._send(301, b"", headers=[("Location", "/x/good.jpg")])
+            return self.reply(301, b"", headers=[("Location", "/x/good.jpg")])
         if p == "/x/good.jpg" or p.startswith("/x/icons/"):
-            return self._send(200, drawing(9))
+            return self.reply(200, drawing(9))
         return super().do_GET()
 
 
