@@ -4,11 +4,21 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 from pipelines.config import ConfigError, build_config
+from pipelines.job_flags import add_job_flags, check_captioner, job_overrides
 
 from .config import GENERATORS, ReasonConfig
+
+# flag -> dotted config field(s), beside the shared ones (pipelines.job_flags)
+FLAGS = {
+    "kinds": "kinds",
+    "batch_size": "batch_size",
+    "concurrency": "concurrency",
+    "num_gpus": "num_gpus",
+    "per_record": ("t2i.max_per_record", "edit.max_per_record"),
+    "seed": "seed",
+}
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -18,13 +28,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kinds", help=f"generators to run, comma-separated (default: {','.join(GENERATORS)})")
     parser.add_argument("--config", help="YAML file of ReasonConfig settings (flags override it)")
     parser.add_argument("--preset", choices=["tiny"], help="start from a named preset")
-    parser.add_argument("--captioner", choices=["hf", "openai", "vllm", "stub"], help="captioner backend")
-    parser.add_argument("--model", help="model folder or id (hf, vllm) or served model name (openai)")
-    parser.add_argument("--base-url", help="OpenAI-compatible server URL (openai backend)")
-    parser.add_argument("--device", help="device for the hf backend (cpu, cuda)")
-    parser.add_argument("--executor", choices=["ray", "local"], help="Ray Data (default) or in-process")
-    parser.add_argument("--ray-address", help="join a running Ray cluster (auto or ray://host:port)")
-    parser.add_argument("--num-cpus", type=int, help="CPUs for a local Ray instance")
+    add_job_flags(parser, "t2i.max_per_record=2")
     parser.add_argument("--batch-size", type=int, help="records per generation batch")
     parser.add_argument("--concurrency", type=int, help="caption actors (Ray)")
     parser.add_argument("--num-gpus", type=float, help="GPUs per caption actor (Ray)")
@@ -33,36 +37,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> ReasonConfig:
-    overrides = {
-        "run.out_dir": args.out, "kinds": args.kinds, "captioner.backend": args.captioner,
-        "captioner.model": args.model, "captioner.base_url": args.base_url, "captioner.device": args.device,
-        "run.executor": args.executor, "run.ray_address": args.ray_address, "run.num_cpus": args.num_cpus,
-        "batch_size": args.batch_size, "concurrency": args.concurrency, "num_gpus": args.num_gpus,
-        "t2i.max_per_record": args.per_record, "edit.max_per_record": args.per_record, "seed": args.seed,
-    }
+    overrides = job_overrides(args, FLAGS)
     cfg = build_config(ReasonConfig, args.config, overrides, preset=args.preset)
-    check_config(cfg)
+    check_captioner(cfg.captioner)
     return cfg
-
-
-def check_config(cfg: ReasonConfig) -> None:
-    """Captioner problems that would otherwise show only once a caption actor starts, raised before any work.
-
-    In-process backends are not loaded here (a model may need a GPU worker); a local model folder must
-    exist. The HTTP backend is cheap to start, so it is started once to find an unreachable server.
-    """
-    cap = cfg.captioner
-    if cap.backend in ("hf", "vllm", "openai") and not cap.model:
-        raise ConfigError(f"the {cap.backend} captioner needs a model (--model)")
-    if cap.backend in ("hf", "vllm") and cap.model.startswith(("/", ".", "~")) and not Path(cap.model).expanduser().exists():
-        raise ConfigError(f"model folder {cap.model} does not exist")
-    if cap.backend == "openai":
-        from captioners import CaptionerConfigError, make_captioner
-
-        try:
-            make_captioner(cap).close()
-        except CaptionerConfigError as e:
-            raise ConfigError(str(e)) from None
 
 
 def run(args: argparse.Namespace) -> int:

@@ -14,9 +14,10 @@ import argparse
 import json
 import sys
 
-from pipelines.config import ConfigError, build_config, parse_sets
+from pipelines.config import ConfigError, build_config
 from pipelines.executor import run_pipeline
 from pipelines.fetch import Fetcher
+from pipelines.job_flags import add_job_flags, check_captioner, job_overrides
 from pipelines.stage import Stage
 
 from .config import WebConfig
@@ -47,17 +48,9 @@ def check_config(cfg: WebConfig) -> None:
     """Configuration problems in one sentence, before any work."""
     from .topic import load_classifier
 
-    if cfg.captioner.backend != "stub" and not cfg.captioner.model:
-        raise ConfigError(f"captioner backend {cfg.captioner.backend!r} needs a model (--model or captioner.model)")
+    check_captioner(cfg.captioner)
     load_classifier(cfg.topic.classifier)
     Fetcher(cfg.fetch).close()  # checks that SVG rasterising can load
-    try:
-        import captioners
-
-        if not hasattr(captioners, "make_captioner"):
-            raise ImportError
-    except ImportError:
-        raise ConfigError("the captioners package has no make_captioner; install braid with its captioners") from None
 
 
 def run_web_job(inputs: list[str], cfg: WebConfig) -> dict:
@@ -75,21 +68,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="output directory")
     parser.add_argument("--config", help="YAML file of WebConfig settings")
     parser.add_argument("--preset", choices=("tiny",), help="start from a preset")
-    parser.add_argument("--captioner", choices=("hf", "openai", "vllm", "stub"), help="captioner backend")
-    parser.add_argument("--model", help="captioner model (folder, hub id, or served name)")
-    parser.add_argument("--ray-address", help="join a running Ray cluster (auto or ray://host:port)")
-    parser.add_argument("--executor", choices=("ray", "local"), help="ray (default) or local (in-process)")
+    add_job_flags(parser, "filters.min_images=2")
     parser.add_argument("--allow-private-net", action="store_true", default=None,
                         help="allow fetching from private, loopback and link-local addresses")
-    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                        help="any setting by dotted name, e.g. --set filters.min_images=2")
 
 
 def config_from_args(args) -> WebConfig:
-    overrides = {"run.out_dir": args.out, "captioner.backend": args.captioner, "captioner.model": args.model,
-                 "run.ray_address": args.ray_address, "run.executor": args.executor,
-                 "fetch.allow_private_net": args.allow_private_net}
-    overrides.update(parse_sets(args.set))
+    overrides = job_overrides(args, {"allow_private_net": "fetch.allow_private_net"})
     return build_config(WebConfig, args.config, overrides, preset=args.preset)
 
 
