@@ -46,7 +46,7 @@ def run_once(vids: Path, out: Path, cpus: list[int], captioner: str, model: Path
         ",".join(map(str, cpus)),
         sys.executable,
         "-m",
-        "pipelines.cli",
+        "pipelines.commands.cli",
         "video",
         str(vids),
         "--out",

@@ -25,7 +25,7 @@ DEFAULT_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "videos"
 
 
 def videos(d: Path) -> list[str]:
-    from pipelines.inputs import VIDEO_EXTS
+    from pipelines.core.inputs import VIDEO_EXTS
 
     return [str(p) for p in sorted(d.iterdir()) if p.suffix.lower() in VIDEO_EXTS]
 
@@ -75,7 +75,7 @@ def pyav_ref_frames(paths: list[str]) -> int:
 
 
 def ours(paths: list[str], cfg) -> tuple[int, int, dict]:
-    from pipelines.stage import apply_stage, new_record
+    from pipelines.core.stage import apply_stage, new_record
     from pipelines.video_interleave.pipeline import analysis_stages
 
     stages = analysis_stages(cfg)

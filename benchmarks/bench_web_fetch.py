@@ -1,4 +1,4 @@
-"""Images fetched, decoded and filtered per second: pipelines.fetch + the web image rules vs img2dataset.
+"""Images fetched, decoded and filtered per second: pipelines.net.fetch + the web image rules vs img2dataset.
 
 Both download the same fixed URL list from the same loopback server in the same run. Ours: the
 ``Fetcher`` (decode and sniff every image) followed by the cheap per-image rules of ``braid web`` (size,
@@ -66,7 +66,7 @@ def serve(folder: Path):
 def run_ours(urls: list[str], concurrency: int) -> tuple[float, int]:
     import hashlib
 
-    from pipelines.fetch import FetchConfig, Fetcher
+    from pipelines.net.fetch import FetchConfig, Fetcher
     from pipelines.web_interleave import filters as F
     from pipelines.web_interleave.config import FilterConfig
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .base import Captioner, CaptionerConfig, CaptionerConfigError, CaptionRequest, CaptionResult, info
-from .prompts import PROMPTS, Prompt, get_prompt, match_choice
+from captioners.base import Captioner, CaptionerConfig, CaptionerConfigError, CaptionRequest, CaptionResult, info
+from captioners.prompts import PROMPTS, Prompt, get_prompt, match_choice
 
 __all__ = [
     "PROMPTS",
@@ -38,18 +38,18 @@ def make_captioner(cfg: CaptionerConfig, cache_dir: Path | str | None = None) ->
     Raises ``CaptionerConfigError`` (one sentence) before any work when the backend cannot start.
     """
     if cfg.backend == "stub":
-        from .stub import StubCaptioner as cls
+        from captioners.stub import StubCaptioner as cls
     elif cfg.backend == "hf":
-        from .hf import HFCaptioner as cls
+        from captioners.hf import HFCaptioner as cls
     elif cfg.backend == "vllm":
-        from .vllm_engine import VLLMCaptioner as cls
+        from captioners.vllm_engine import VLLMCaptioner as cls
     elif cfg.backend == "openai":
-        from .openai_http import OpenAICaptioner as cls
+        from captioners.openai_http import OpenAICaptioner as cls
     else:  # CaptionerConfig already refuses other names
         raise CaptionerConfigError(f"unknown captioner backend {cfg.backend!r}")
     captioner = cls(cfg)
     if cfg.cache and cache_dir is not None:
-        from .cache import CACHE_FILE, CachedCaptioner, RequestCache
+        from captioners.cache import CACHE_FILE, CachedCaptioner, RequestCache
 
         try:
             cache = RequestCache(Path(cache_dir) / CACHE_FILE)

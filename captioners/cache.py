@@ -21,8 +21,8 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from .base import CaptionRequest, CaptionResult
-from .inputs import RequestError, image_fingerprint, render_text
+from captioners.base import CaptionRequest, CaptionResult
+from captioners.inputs import RequestError, image_fingerprint, render_text
 
 CACHE_FILE = "caption_cache.sqlite"
 

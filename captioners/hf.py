@@ -13,8 +13,8 @@ import logging
 import time
 from collections import defaultdict
 
-from .base import CaptionerConfig, CaptionerConfigError, CaptionRequest, CaptionResult
-from .inputs import Prepared, RequestError, check_model_ref, error_result, prepare
+from captioners.base import CaptionerConfig, CaptionerConfigError, CaptionRequest, CaptionResult
+from captioners.inputs import Prepared, RequestError, check_model_ref, error_result, prepare
 
 log = logging.getLogger(__name__)
 

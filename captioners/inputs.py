@@ -12,8 +12,8 @@ import io
 import time
 from dataclasses import dataclass
 
-from .base import CaptionRequest, CaptionResult
-from .prompts import Prompt, get_prompt
+from captioners.base import CaptionRequest, CaptionResult
+from captioners.prompts import Prompt, get_prompt
 
 
 class RequestError(ValueError):
@@ -115,7 +115,7 @@ def check_model_ref(model: str, backend: str) -> None:
     """CaptionerConfigError when no model is named, or a local-looking path does not exist."""
     from pathlib import Path
 
-    from .base import CaptionerConfigError
+    from captioners.base import CaptionerConfigError
 
     if not model:
         raise CaptionerConfigError(f"the {backend} backend needs a model folder or hub id (captioner model)")

@@ -22,8 +22,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
-from .base import CaptionerConfig, CaptionerConfigError, CaptionRequest, CaptionResult
-from .inputs import Prepared, RequestError, data_url, error_result, prepare
+from captioners.base import CaptionerConfig, CaptionerConfigError, CaptionRequest, CaptionResult
+from captioners.inputs import Prepared, RequestError, data_url, error_result, prepare
 
 _RETRY_STATUS = {429, 500, 502, 503, 504}
 

@@ -1,4 +1,4 @@
-"""Reasoning-augmentation prompts (t2i, free-form edit, conceptual edit), registered into ``captioners.prompts``.
+"""Reasoning-augmentation prompts (t2i, free-form edit, conceptual edit), collected by the registry in ``captioners.prompts``.
 
 Each prompt asks for content only: the pipeline (pipelines/reasoning_aug) adds the system prompt, the
 ``<think> ... </think>`` wrapper and the ordering. Labelled outputs (``Guidance:``, ``Question:``, ...)
@@ -6,13 +6,12 @@ are parsed and checked by pipelines/reasoning_aug/checks.py; a missing label rej
 Budgets (``max_tokens``) are the targets the checks hold outputs to: free-form edit traces about 60
 tokens, conceptual explanations about 200 (BAGEL, section 3.3.4).
 
-This module is imported at the end of ``captioners.prompts``, after ``Prompt`` and ``register`` exist,
-so importing either module first works.
+``captioners.prompts`` (the registry) imports this module and registers ``REASONING_PROMPTS``.
 """
 
 from __future__ import annotations
 
-from .prompts import Prompt, register
+from captioners.prompt import Prompt
 
 # The system prompt that opens every reasoning sample (not sent to the captioning model).
 THINK_SYSTEM_ID = "think_system@v1"
@@ -214,4 +213,3 @@ CONCEPT_EXPLAIN = Prompt(
 REASONING_PROMPTS = (T2I_QUERY, T2I_TRACE, EDIT_INSTRUCTION, EDIT_TRACE, EDIT_TRACE_VIDEO, CONCEPT_PAIR,
                      CONCEPT_QUESTION, CONCEPT_JUDGE, CONCEPT_EXPLAIN)
 
-register(*REASONING_PROMPTS)

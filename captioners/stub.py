@@ -13,8 +13,8 @@ from __future__ import annotations
 import hashlib
 import json
 
-from .base import CaptionerConfig, CaptionRequest, CaptionResult
-from .inputs import RequestError, error_result, image_fingerprint, prepare
+from captioners.base import CaptionerConfig, CaptionRequest, CaptionResult
+from captioners.inputs import RequestError, error_result, image_fingerprint, prepare
 
 _WORDS = (
     "the",

@@ -185,7 +185,7 @@ def _fit_output_head(model, processor, seed: int, n_examples: int = 32, steps: i
     import torch
     from PIL import Image
 
-    from .prompts import get_prompt
+    from captioners.prompts import get_prompt
 
     rnd = random.Random(seed)
     feats, targets = [], []

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import time
 
-from .base import CaptionerConfig, CaptionerConfigError, CaptionRequest, CaptionResult
-from .inputs import Prepared, RequestError, check_model_ref, error_result, prepare
+from captioners.base import CaptionerConfig, CaptionerConfigError, CaptionRequest, CaptionResult
+from captioners.inputs import Prepared, RequestError, check_model_ref, error_result, prepare
 
 
 class VLLMCaptioner:

@@ -13,9 +13,9 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 
-from .data import gen_size, load_pixels
-from .mot import LATENT, TEXT, VIT
-from .run_folder import Bundle
+from model.data import gen_size, load_pixels
+from model.mot import LATENT, TEXT, VIT
+from model.run_folder import Bundle
 
 
 @dataclass(frozen=True)
@@ -88,7 +88,7 @@ class ContextBuilder:
                 return self.model.forward_hidden(split.h, split.pos, und, gen, mask, attend_gqa,
                                                  past_kvs=list(ctx.kvs) or None)
         # full recomputation: every split of the context again, then this one, under the dense mask
-        from .attention import CAUSAL, FULL, MaskSpec, dense_mask
+        from model.attention import CAUSAL, FULL, MaskSpec, dense_mask
 
         splits = list(ctx.splits) + [split]
         h = torch.cat([s.h for s in splits])
@@ -135,7 +135,7 @@ class ContextBuilder:
     def _latent_embed(self, x, t: float, hw: tuple[int, int]):
         import torch
 
-        from .mot import latent_pos_ids
+        from model.mot import latent_pos_ids
 
         n = x.shape[0]
         pos = latent_pos_ids(hw[0], hw[1], self.cfg.max_latent_side, device=self.b.device)
@@ -170,7 +170,7 @@ class ContextBuilder:
         """Add an image as its clean latent (position P) and its ViT tokens (P + 1), or either alone."""
         import torch
 
-        from .mot import patchify
+        from model.mot import patchify
 
         if not (vae or vit):
             return ctx

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .attention import BLOCK_SIZE, CAUSAL, FULL, NOISE, MaskSpec
+from model.attention import BLOCK_SIZE, CAUSAL, FULL, NOISE, MaskSpec
 
 log = logging.getLogger(__name__)
 

@@ -17,10 +17,10 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from .context import Context, ContextBuilder, image_size
-from .mot import LATENT
-from .run_folder import InferError, load_run
-from .sampler import RENORM_TYPES, ImageGenConfig, sample_image, to_pil
+from model.context import Context, ContextBuilder, image_size
+from model.mot import LATENT
+from model.run_folder import InferError, load_run
+from model.sampler import RENORM_TYPES, ImageGenConfig, sample_image, to_pil
 
 # The system prompt of Braid's reasoning samples (captioners.prompts_reasoning.THINK_SYSTEM, which model/
 # may not import); think mode opens the context with it, as the training samples do.

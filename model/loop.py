@@ -12,12 +12,12 @@ from pathlib import Path
 
 import torch
 
-from . import checkpoint as ck
-from .attention import attend, build_mask
-from .autoencoder import build_autoencoder
-from .data import DataError, pack
-from .mot import MoT
-from .objective import compute_losses
+from model import checkpoint as ck
+from model.attention import attend, build_mask
+from model.autoencoder import build_autoencoder
+from model.data import DataError, pack
+from model.mot import MoT
+from model.objective import compute_losses
 
 log = logging.getLogger(__name__)
 LOSS_KEYS = ("loss", "ce", "mse")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .mot import latent_pos_ids, patchify, shift_timesteps
+from model.mot import latent_pos_ids, patchify, shift_timesteps
 
 
 def latent_inputs(model, ae, batch, generator: torch.Generator | None, t_fixed: float | None = None):

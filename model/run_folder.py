@@ -10,9 +10,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from .autoencoder import AutoencoderConfig, AutoencoderError, build_autoencoder
-from .data import DataConfig, TextTokenizer
-from .mot import MoT, MoTConfig
+from model.autoencoder import AutoencoderConfig, AutoencoderError, build_autoencoder
+from model.data import DataConfig, TextTokenizer
+from model.mot import MoT, MoTConfig
 
 
 class InferError(ValueError):
@@ -61,7 +61,7 @@ def load_run(run_dir: str | Path, device: str | None = None, weights: str = "aut
     Raises InferError naming the file and what is missing or does not match."""
     import torch
 
-    from .checkpoint import load_tensors
+    from model.checkpoint import load_tensors
 
     run = Path(run_dir)
     if not run.is_dir():

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .context import Context
-from .run_folder import InferError
+from model.context import Context
+from model.run_folder import InferError
 
 RENORM_TYPES = ("global", "channel", "text_channel")
 
@@ -44,7 +44,7 @@ def sample_image(inf, ctx: Context, width: int, height: int, gcfg: ImageGenConfi
     to the model's generation size; ``cfg_text_ctx`` and ``cfg_img_ctx`` are the guidance contexts."""
     import torch
 
-    from .mot import shift_timesteps, unpatchify
+    from model.mot import shift_timesteps, unpatchify
 
     gcfg.check()
     w, h = inf.gen_size(width, height)

@@ -58,9 +58,9 @@ def score_sample(bundle, sample, timesteps=DEFAULT_TIMESTEPS, seed: int = 0) -> 
     """Score one sample (deterministic); a sample the trainer would skip gets score None and a note."""
     import torch
 
-    from .attention import MaskSpec, attend, dense_mask
-    from .data import pack, plan_sample
-    from .objective import compute_losses
+    from model.attention import MaskSpec, attend, dense_mask
+    from model.data import pack, plan_sample
+    from model.objective import compute_losses
 
     model, mcfg = bundle.model, bundle.mcfg
     plan = plan_sample(sample, bundle.tok, mcfg, bundle.dcfg, None)

@@ -16,9 +16,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from .autoencoder import AutoencoderConfig, AutoencoderError
-from .data import DataConfig, DataError, ShardStream, TextTokenizer, held_out
-from .mot import MoTConfig
+from model.autoencoder import AutoencoderConfig, AutoencoderError
+from model.data import DataConfig, DataError, ShardStream, TextTokenizer, held_out
+from model.mot import MoTConfig
 
 log = logging.getLogger(__name__)
 
@@ -149,8 +149,8 @@ def _check_args(args) -> tuple[list[str], list[str] | None, Path]:
 def _run(args) -> int:
     import torch
 
-    from . import checkpoint as ck
-    from .loop import Trainer, setup_distributed
+    from model import checkpoint as ck
+    from model.loop import Trainer, setup_distributed
 
     shards, eval_arg, out = _check_args(args)
     if args.resume:

@@ -16,7 +16,7 @@ import threading
 import time
 from pathlib import Path
 
-from .cli import main as braid
+from pipelines.commands.cli import main as braid
 
 BANNER = """
 NOTE: the demo's captions come from a random-weight tiny model built offline, so they are
@@ -60,8 +60,8 @@ def shards(out: Path) -> list[str]:
 def main(argv: list[str]) -> int:
     from captioners.tiny import make_tiny_vlm
 
-    from .video_interleave.synth import demo_set
-    from .web_interleave.synth import make_example_pages
+    from pipelines.video_interleave.synth import demo_set
+    from pipelines.web_interleave.synth import make_example_pages
 
     root = Path(argv[0] if argv else "demo_out").resolve()
     root.mkdir(parents=True, exist_ok=True)

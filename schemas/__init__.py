@@ -3,9 +3,9 @@
 Imports only the standard library, numpy, PIL, pyarrow and webdataset; nothing else of Braid.
 """
 
-from .manifest import ManifestWriter, load_manifest, outcome, summarize
-from .reader import ShardError, iter_members, read_samples
-from .sample import (
+from schemas.manifest import ManifestWriter, load_manifest, outcome, summarize
+from schemas.reader import ShardError, iter_members, read_samples
+from schemas.sample import (
     KINDS,
     SCHEMA_VERSION,
     CaptionerInfo,
@@ -18,8 +18,8 @@ from .sample import (
     validate,
     validate_json,
 )
-from .wds import decode_sample, encode_sample
-from .writer import ShardWriter, is_complete, stats_path
+from schemas.wds import decode_sample, encode_sample
+from schemas.writer import ShardWriter, is_complete, stats_path
 
 __all__ = [
     "KINDS", "SCHEMA_VERSION", "CaptionerInfo", "ImageSegment", "ManifestWriter", "Sample", "SampleError",

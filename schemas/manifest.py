@@ -25,7 +25,7 @@ import re
 from collections import Counter
 from pathlib import Path
 
-from .writer import is_complete
+from schemas.writer import is_complete
 
 TERMINAL = ("written", "filtered", "failed")
 STATUSES = (*TERMINAL, "split")

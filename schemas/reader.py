@@ -12,8 +12,8 @@ import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from .sample import Sample, SampleError
-from .wds import decode_sample, split_member
+from schemas.sample import Sample, SampleError
+from schemas.wds import decode_sample, split_member
 
 MAX_MEMBER_BYTES = 1 << 30
 

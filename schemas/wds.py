@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 
-from .sample import KEY_RE, Sample, SampleError, sample_from_json, validate
+from schemas.sample import KEY_RE, Sample, SampleError, sample_from_json, validate
 
 
 def image_member(key: str, index: int, ext: str) -> str:

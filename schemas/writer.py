@@ -17,8 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .sample import Sample
-from .wds import encode_sample
+from schemas.sample import Sample
+from schemas.wds import encode_sample
 
 SHARD_RE = re.compile(r"^(?P<prefix>.+)-(?P<index>\d{6})\.tar$")
 BLOCK = 512

@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 
-from pipelines.config import ConfigError, build_config
-from pipelines.job_flags import add_job_flags, check_captioner, job_overrides
+from schemas.config import ConfigError, build_config
+from pipelines.commands.job_flags import add_job_flags, check_captioner, job_overrides
 
-from .config import GENERATORS, ReasonConfig
+from pipelines.reasoning_aug.config import GENERATORS, ReasonConfig
 
-# flag -> dotted config field(s), beside the shared ones (pipelines.job_flags)
+# flag -> dotted config field(s), beside the shared ones (pipelines.commands.job_flags)
 FLAGS = {
     "kinds": "kinds",
     "batch_size": "batch_size",
@@ -46,7 +46,7 @@ def config_from_args(args: argparse.Namespace) -> ReasonConfig:
 def run(args: argparse.Namespace) -> int:
     from captioners.base import CaptionerConfigError
 
-    from .pipeline import reason
+    from pipelines.reasoning_aug.pipeline import reason
 
     cfg = config_from_args(args)
     try:

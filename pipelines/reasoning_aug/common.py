@@ -24,7 +24,7 @@ from captioners.prompts import get_prompt
 from captioners.prompts_reasoning import THINK_SYSTEM, THINK_SYSTEM_ID
 from schemas import CaptionerInfo, ImageSegment, Sample, Source, TextSegment, make_key
 
-from .checks import Rejection
+from pipelines.reasoning_aug.checks import Rejection
 
 
 @dataclass(frozen=True)

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from schemas import ImageSegment, TextSegment
 
-from .checks import Rejection, check_leak, check_parts, check_text, parse_labeled, parse_pair, parse_verdict
-from .common import Step, as_input, as_target, ask, build_sample, model_segment, think, with_provenance
-from .readers import SourceRecord
+from pipelines.reasoning_aug.checks import Rejection, check_leak, check_parts, check_text, parse_labeled, parse_pair, parse_verdict
+from pipelines.reasoning_aug.common import Step, as_input, as_target, ask, build_sample, model_segment, think, with_provenance
+from pipelines.reasoning_aug.readers import SourceRecord
 
 KIND = "reasoning_concept"
 PAIR_ID, QUESTION_ID, JUDGE_ID, EXPLAIN_ID = (

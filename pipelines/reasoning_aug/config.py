@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from captioners.base import CaptionerConfig
-from pipelines.executor import RunConfig
+from pipelines.core.executor import RunConfig
 
-from .checks import TextLimits
+from pipelines.reasoning_aug.checks import TextLimits
 
 GENERATORS = ("t2i", "edit", "concept")
 

@@ -12,9 +12,9 @@ from itertools import pairwise
 
 from schemas import ImageSegment, TextSegment
 
-from .checks import Rejection
-from .common import Step, as_input, as_target, ask, build_sample, choose, model_segment, think, with_provenance
-from .readers import SourceRecord
+from pipelines.reasoning_aug.checks import Rejection
+from pipelines.reasoning_aug.common import Step, as_input, as_target, ask, build_sample, choose, model_segment, think, with_provenance
+from pipelines.reasoning_aug.readers import SourceRecord
 
 KIND = "reasoning_edit"
 INSTRUCTION_ID, TRACE_ID, VIDEO_TRACE_ID = "edit_instruction@v1", "edit_trace@v1", "edit_trace_video@v1"

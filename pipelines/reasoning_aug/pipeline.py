@@ -18,16 +18,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from captioners.prompts import get_prompt
-from pipelines.executor import run_pipeline
-from pipelines.stage import Stage, drop, fail, new_record, split
+from pipelines.core.executor import run_pipeline
+from pipelines.core.stage import Stage, drop, fail, new_record, split
 from schemas import SampleError, ShardError, is_complete, load_manifest, outcome, validate
 from schemas.manifest import leaves
 
-from . import concept, edit, t2i
-from .checks import Rejection, check_text, clean_text
-from .common import choose
-from .config import ReasonConfig
-from .readers import TableError, expand_inputs, input_type, read_shard, read_table, table_row_groups
+from pipelines.reasoning_aug import concept, edit, t2i
+from pipelines.reasoning_aug.checks import Rejection, check_text, clean_text
+from pipelines.reasoning_aug.common import choose
+from pipelines.reasoning_aug.config import ReasonConfig
+from pipelines.reasoning_aug.readers import TableError, expand_inputs, input_type, read_shard, read_table, table_row_groups
 
 GENERATOR_MODULES = {"t2i": t2i, "edit": edit, "concept": concept}
 

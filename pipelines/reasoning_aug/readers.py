@@ -17,12 +17,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipelines.config import ConfigError
+from schemas.config import ConfigError
 from schemas import ImageSegment, Sample, ShardError
 from schemas.sample import SampleError
 from schemas.wds import decode_sample
 
-from .config import EditConfig
+from pipelines.reasoning_aug.config import EditConfig
 
 SHARD_EXTS = (".tar",)
 TABLE_EXTS = (".parquet",)

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from schemas import ImageSegment, TextSegment
 
-from .checks import Rejection, check_parts, check_text, parse_labeled
-from .common import Step, as_target, ask, build_sample, model_segment, think, with_provenance
-from .readers import SourceRecord
+from pipelines.reasoning_aug.checks import Rejection, check_parts, check_text, parse_labeled
+from pipelines.reasoning_aug.common import Step, as_target, ask, build_sample, model_segment, think, with_provenance
+from pipelines.reasoning_aug.readers import SourceRecord
 
 KIND = "reasoning_t2i"
 SOURCE_KINDS = ("web", "pair", "video")

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from schemas import CaptionerInfo, ImageSegment, Sample, Source, TextSegment, make_key
 
-from .config import AssembleConfig
-from .subtitles import cues_between
+from pipelines.video_interleave.config import AssembleConfig
+from pipelines.video_interleave.subtitles import cues_between
 
 STAGE = "assemble"
 

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 
 from captioners.base import CaptionerConfig, CaptionRequest
 
-from ..stage import fail
-from .config import CaptionStageConfig
+from pipelines.core.stage import fail
+from pipelines.video_interleave.config import CaptionStageConfig
 
 STAGE = "caption"
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..config import ConfigError, build_config
-from ..inputs import VIDEO_EXTS, list_inputs
-from ..job_flags import add_job_flags, check_captioner, job_overrides
-from .config import VideoConfig
+from schemas.config import ConfigError, build_config
+from pipelines.core.inputs import VIDEO_EXTS, list_inputs
+from pipelines.commands.job_flags import add_job_flags, check_captioner, job_overrides
+from pipelines.video_interleave.config import VideoConfig
 
-# flag -> dotted config field, beside the shared ones (pipelines.job_flags); every other field is
+# flag -> dotted config field, beside the shared ones (pipelines.commands.job_flags); every other field is
 # reachable with --set KEY=VALUE or the YAML file
 FLAGS = {
     "frames_per_clip": "frames.frames_per_clip",
@@ -61,7 +61,7 @@ def check_config(cfg: VideoConfig) -> None:
 def run(args: argparse.Namespace) -> int:
     from captioners.base import CaptionerConfigError
 
-    from .pipeline import run_video
+    from pipelines.video_interleave.pipeline import run_video
 
     cfg = config_from_args(args)
     inputs = list_inputs(args.inputs, VIDEO_EXTS)

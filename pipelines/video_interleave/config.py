@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, replace
 
 from captioners.base import CaptionerConfig
 
-from ..executor import RunConfig
+from pipelines.core.executor import RunConfig
 
 
 @dataclass(frozen=True)

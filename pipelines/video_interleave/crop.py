@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .config import CropConfig
-from .shots import grey
+from pipelines.video_interleave.config import CropConfig
+from pipelines.video_interleave.shots import grey
 
 STAGE = "crop"
 

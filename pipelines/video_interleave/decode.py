@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .config import ProbeConfig
+from pipelines.video_interleave.config import ProbeConfig
 
 _CHUNK = 32
 

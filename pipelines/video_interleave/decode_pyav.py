@@ -24,8 +24,8 @@ import threading
 
 import numpy as np
 
-from .config import ProbeConfig
-from .decode import Collector, Decoded, DecodeError, scaled_size
+from pipelines.video_interleave.config import ProbeConfig
+from pipelines.video_interleave.decode import Collector, Decoded, DecodeError, scaled_size
 
 
 def _plane(frame, i: int) -> np.ndarray:

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..stage import drop
-from .config import FrameConfig
+from pipelines.core.stage import drop
+from pipelines.video_interleave.config import FrameConfig
 
 STAGE = "frames"
 _HEAVY = ("thumbs", "thumb_idx", "cands", "cand_idx", "scores_change")

@@ -5,16 +5,16 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from ..executor import run_pipeline
-from ..stage import Stage
-from .assemble import assemble_samples
-from .caption import CaptionJob, caption_pairs, open_captioner
-from .config import VideoConfig
-from .crop import crop_clips
-from .frames import sample_frames
-from .probe import probe_videos
-from .quality import filter_clips
-from .shots import split_shots
+from pipelines.core.executor import run_pipeline
+from pipelines.core.stage import Stage
+from pipelines.video_interleave.assemble import assemble_samples
+from pipelines.video_interleave.caption import CaptionJob, caption_pairs, open_captioner
+from pipelines.video_interleave.config import VideoConfig
+from pipelines.video_interleave.crop import crop_clips
+from pipelines.video_interleave.frames import sample_frames
+from pipelines.video_interleave.probe import probe_videos
+from pipelines.video_interleave.quality import filter_clips
+from pipelines.video_interleave.shots import split_shots
 
 CACHE_DIR = "caption_cache"
 
@@ -48,5 +48,5 @@ def loggable(cfg: VideoConfig) -> VideoConfig:
 
 
 def run_video(inputs: list[dict], cfg: VideoConfig) -> dict:
-    """Run the whole pipeline over input records (``pipelines.inputs.list_inputs``); returns the summary."""
+    """Run the whole pipeline over input records (``pipelines.core.inputs.list_inputs``); returns the summary."""
     return run_pipeline(build_stages(cfg), inputs, cfg.run, "video", loggable(cfg))

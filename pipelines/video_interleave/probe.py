@@ -28,12 +28,12 @@ import threading
 import time
 from functools import partial
 
-from ..inputs import FetchError, fetch_to_temp, is_remote, local_path
-from ..stage import drop, fail
-from .config import ProbeConfig
-from .decode import Decoded, DecodeError, decode_decord, decode_opencv
-from .decode_pyav import NoTimestamps, decode_pyav
-from .subtitles import read_sidecar
+from pipelines.core.inputs import FetchError, fetch_to_temp, is_remote, local_path
+from pipelines.core.stage import drop, fail
+from pipelines.video_interleave.config import ProbeConfig
+from pipelines.video_interleave.decode import Decoded, DecodeError, decode_decord, decode_opencv
+from pipelines.video_interleave.decode_pyav import NoTimestamps, decode_pyav
+from pipelines.video_interleave.subtitles import read_sidecar
 
 STAGE = "probe"
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..stage import drop
-from .config import QualityConfig
-from .shots import grey
+from pipelines.core.stage import drop
+from pipelines.video_interleave.config import QualityConfig
+from pipelines.video_interleave.shots import grey
 
 STAGE = "quality"
 

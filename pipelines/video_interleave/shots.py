@@ -17,8 +17,8 @@ import math
 
 import numpy as np
 
-from ..stage import drop, split
-from .config import ShotConfig
+from pipelines.core.stage import drop, split
+from pipelines.video_interleave.config import ShotConfig
 
 STAGE = "shots"
 _PASS = ("uri", "licence", "meta", "video")

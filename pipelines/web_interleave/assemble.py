@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from collections import Counter
 
-from pipelines.stage import fail
+from pipelines.core.stage import fail
 from schemas import CaptionerInfo, ImageSegment, Sample, SampleError, Source, TextSegment, make_key, validate
 
-from .caption import CAPTION_PROMPT, SUMMARY_PROMPT
-from .relevance import relevance
-from .stages import count_check, drop_image
+from pipelines.web_interleave.caption import CAPTION_PROMPT, SUMMARY_PROMPT
+from pipelines.web_interleave.relevance import relevance
+from pipelines.web_interleave.stages import count_check, drop_image
 
 
 def assemble_docs(batch: list[dict], cfg) -> list[dict]:

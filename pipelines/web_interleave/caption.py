@@ -11,12 +11,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from captioners.base import CaptionRequest
-from pipelines.stage import drop
+from pipelines.core.stage import drop
 
-from .filters import count_tokens
-from .relevance import context_around
-from .stages import count_check, drop_image
-from .topic import doc_text, label_requests, parse_label
+from pipelines.web_interleave.filters import count_tokens
+from pipelines.web_interleave.relevance import context_around
+from pipelines.web_interleave.stages import count_check, drop_image
+from pipelines.web_interleave.topic import doc_text, label_requests, parse_label
 
 CAPTION_PROMPT, SUMMARY_PROMPT, TOPIC_PROMPT = "image_caption@v1", "summarize@v1", "topic_label@v1"
 

@@ -14,20 +14,20 @@ import argparse
 import json
 import sys
 
-from pipelines.config import ConfigError, build_config
-from pipelines.executor import run_pipeline
-from pipelines.fetch import Fetcher
-from pipelines.job_flags import add_job_flags, check_captioner, job_overrides
-from pipelines.stage import Stage
+from schemas.config import ConfigError, build_config
+from pipelines.core.executor import run_pipeline
+from pipelines.net.fetch import Fetcher
+from pipelines.commands.job_flags import add_job_flags, check_captioner, job_overrides
+from pipelines.core.stage import Stage
 
-from .config import WebConfig
+from pipelines.web_interleave.config import WebConfig
 
 
 def build_stages(cfg: WebConfig) -> list[Stage]:
-    from .assemble import assemble_docs
-    from .caption import caption_docs, make_caption_state
-    from .stages import classify_topics, fetch_images, filter_images, make_image_state, read_docs
-    from .topic import load_classifier
+    from pipelines.web_interleave.assemble import assemble_docs
+    from pipelines.web_interleave.caption import caption_docs, make_caption_state
+    from pipelines.web_interleave.stages import classify_topics, fetch_images, filter_images, make_image_state, read_docs
+    from pipelines.web_interleave.topic import load_classifier
 
     bs = cfg.batch_size
     # set-up stages become Ray actors that hold their CPUs for the whole job; small shares keep the
@@ -46,7 +46,7 @@ def build_stages(cfg: WebConfig) -> list[Stage]:
 
 def check_config(cfg: WebConfig) -> None:
     """Configuration problems in one sentence, before any work."""
-    from .topic import load_classifier
+    from pipelines.web_interleave.topic import load_classifier
 
     check_captioner(cfg.captioner)
     load_classifier(cfg.topic.classifier)
@@ -54,7 +54,7 @@ def check_config(cfg: WebConfig) -> None:
 
 
 def run_web_job(inputs: list[str], cfg: WebConfig) -> dict:
-    from .readers import expand_inputs
+    from pipelines.web_interleave.readers import expand_inputs
 
     check_config(cfg)
     records = expand_inputs(inputs)
@@ -87,6 +87,6 @@ def run(args) -> int:
 
 
 if __name__ == "__main__":
-    from pipelines.cli import main
+    from pipelines.commands.cli import main
 
     sys.exit(main(["web", *sys.argv[1:]]))

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from captioners.base import CaptionerConfig
-from pipelines.executor import RunConfig
-from pipelines.fetch import FetchConfig
+from pipelines.core.executor import RunConfig
+from pipelines.net.fetch import FetchConfig
 
 UI_URL_PATTERNS = ("icon", "widget", "logo", "avatar", "button", "banner", "sprite", "badge")
 KEEP_TOPICS = ("tutorial", "howto", "encyclopedic", "design")

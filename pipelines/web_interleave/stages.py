@@ -13,10 +13,10 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipelines.stage import drop, fail, split
+from pipelines.core.stage import drop, fail, split
 
-from . import filters as F
-from .readers import InputError, html_document, read_rows, row_document
+from pipelines.web_interleave import filters as F
+from pipelines.web_interleave.readers import InputError, html_document, read_rows, row_document
 
 
 def live_images(doc: dict) -> list[dict]:
@@ -114,7 +114,7 @@ def _checked(rec: dict, cfg) -> dict:
 
 
 def classify_topics(batch: list[dict], cfg, clf) -> list[dict]:
-    from .topic import classify, doc_text
+    from pipelines.web_interleave.topic import classify, doc_text
 
     results = classify([doc_text(r["doc"]) for r in batch], clf, cfg.topic.keep_labels)
     out = []
@@ -164,7 +164,7 @@ class ImageState:
 
 
 def make_image_state(cfg) -> ImageState:
-    from .ocr import OcrCounter
+    from pipelines.web_interleave.ocr import OcrCounter
 
     persist = Path(cfg.run.out_dir) / "dedup" if cfg.filters.dedup_across_run else None
     return ImageState(OcrCounter() if cfg.filters.max_ocr_tokens is not None else None,

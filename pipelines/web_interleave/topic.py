@@ -60,7 +60,7 @@ class TopicClassifier:
 
 
 def load_classifier(path: str = "") -> TopicClassifier:
-    from pipelines.config import ConfigError
+    from schemas.config import ConfigError
 
     p = Path(path) if path else DEFAULT_FILE
     try:
@@ -81,7 +81,7 @@ def doc_text(doc: dict, max_chars: int = 2000) -> str:
 
 def classify(texts: list[str], clf: TopicClassifier, keep: tuple[str, ...]) -> list[dict]:
     """Per text: best label, its probability, and the score (summed probability of ``keep`` labels)."""
-    from .relevance import embed
+    from pipelines.web_interleave.relevance import embed
 
     if not texts:
         return []
@@ -115,7 +115,7 @@ def label_requests(texts: list[str], labels: tuple[str, ...] = LABELS) -> list:
 def train(texts: list[str], labels: list[str], c: float = 4.0) -> TopicClassifier:
     from sklearn.linear_model import LogisticRegression
 
-    from .relevance import embed
+    from pipelines.web_interleave.relevance import embed
 
     x = embed(texts)
     lr = LogisticRegression(C=c, max_iter=2000)
@@ -170,7 +170,7 @@ def _label(args) -> int:
     from captioners import make_captioner
     from captioners.base import CaptionerConfig
 
-    from .readers import expand_inputs, html_document, read_rows, row_document
+    from pipelines.web_interleave.readers import expand_inputs, html_document, read_rows, row_document
 
     docs = []
     for rec in expand_inputs(args.inputs):

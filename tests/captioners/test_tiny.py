@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from pipelines.cli import main
+from pipelines.commands.cli import main
 
 
 def test_make_tiny_vlm_command_writes_a_complete_folder(tmp_path, capsys):

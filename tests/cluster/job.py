@@ -86,7 +86,7 @@ def caption(batch: list[dict], cfg: JobConfig, state: dict) -> list[dict]:
 
 
 def build_stages(cfg: JobConfig):
-    from pipelines.stage import Stage
+    from pipelines.core.stage import Stage
 
     # fractional CPUs: with one 1-CPU node left after a node is lost, a task and the actor still fit
     return [Stage("render", render, cfg, num_cpus=0.5, batch_size=2),
@@ -106,8 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--time-limit", type=float, default=None)
     ap.add_argument("--memory-limit", type=int, default=None)
     a = ap.parse_args(argv)
-    from pipelines.executor import RunConfig, run_pipeline
-    from pipelines.stage import new_record
+    from pipelines.core.executor import RunConfig, run_pipeline
+    from pipelines.core.stage import new_record
 
     os.makedirs(a.ctl, exist_ok=True)
     cfg = JobConfig(a.ctl, a.render_delay, a.caption_delay, tuple(filter(None, a.hang.split(","))),

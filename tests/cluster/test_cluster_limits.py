@@ -1,4 +1,4 @@
-"""pipelines.limits in-process: a record over the time or memory limit ends failed, the others go on."""
+"""pipelines.core.limits in-process: a record over the time or memory limit ends failed, the others go on."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from pipelines.limits import apply_limited
-from pipelines.stage import Stage, new_record
+from pipelines.core.limits import apply_limited
+from pipelines.core.stage import Stage, new_record
 
 
 def work(batch, cfg):

@@ -20,7 +20,7 @@ def trained_run(tmp_path_factory) -> tuple[Path, list[Path]]:
     if "run" not in _cache:
         import torch
 
-        from pipelines.cli import main
+        from pipelines.commands.cli import main
 
         root = tmp_path_factory.mktemp("spot_run")
         shards = write_shards(root / "shards", 24, 12)

@@ -15,7 +15,7 @@ from spot_run import trained_run
 from model.infer import Inferencer, TextGenConfig
 from model.run_folder import InferError, load_run
 from model.sampler import ImageGenConfig, apply_cfg
-from pipelines.cli import main
+from pipelines.commands.cli import main
 from schemas import ImageSegment
 
 

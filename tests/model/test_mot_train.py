@@ -12,7 +12,7 @@ import pytest
 import torch
 from mot_helpers import write_shards
 
-from pipelines.cli import main
+from pipelines.commands.cli import main
 
 CONFIG = """preset: tiny
 train: {eval_every: %d, eval_batches: 2, log_every: 1, ckpt_every: 1000, warmup: 5}
@@ -92,7 +92,7 @@ def test_ema_is_the_decayed_average_of_the_weights_across_a_resume(tmp_path, sha
 def test_two_gloo_ranks(tmp_path, shards):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "pipelines.cli", "train", *shards, "--out", str(tmp_path / "ddp"), "--config", _config(tmp_path),
+           "-m", "pipelines.commands.cli", "train", *shards, "--out", str(tmp_path / "ddp"), "--config", _config(tmp_path),
            "--steps", "4", "--device", "cpu"]
     proc = subprocess.run(cmd, check=False, env=env, capture_output=True, text=True, timeout=280)
     assert proc.returncode == 0, (proc.stdout[-1500:], proc.stderr[-3000:])

@@ -11,9 +11,9 @@ import pytest
 from bad_shards import EXPECTED, make_bad_shards
 from samples import make_sample
 
-from pipelines.cli import main
-from pipelines.executor import RunConfig, run_pipeline
-from pipelines.stage import Stage, drop, fail, new_record
+from pipelines.commands.cli import main
+from pipelines.core.executor import RunConfig, run_pipeline
+from pipelines.core.stage import Stage, drop, fail, new_record
 
 BRAID = str(Path(sys.executable).with_name("braid"))
 

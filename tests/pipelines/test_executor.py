@@ -10,9 +10,9 @@ import sys
 import pytest
 from samples import jpeg_bytes
 
-from pipelines.config import ConfigError
-from pipelines.executor import RunConfig, plan_cpus, run_pipeline
-from pipelines.stage import Stage, drop, new_record, split
+from schemas.config import ConfigError
+from pipelines.core.executor import RunConfig, plan_cpus, run_pipeline
+from pipelines.core.stage import Stage, drop, new_record, split
 from schemas import ImageSegment, Sample, Source, TextSegment, load_manifest, read_samples
 
 # ------------------------------------------------------------------ a small pipeline with every kind of outcome
@@ -170,8 +170,8 @@ def test_gpu_stage_without_gpus_on_local_ray_fails_before_any_work(tmp_path, ray
 RAY_SCRIPT = r'''
 import sys
 import ray
-from pipelines.executor import RunConfig, run_pipeline
-from pipelines.stage import Stage, new_record
+from pipelines.core.executor import RunConfig, run_pipeline
+from pipelines.core.stage import Stage, new_record
 from schemas import Sample, Source, TextSegment
 
 def make(batch, cfg):

@@ -1,4 +1,4 @@
-"""pipelines.fetch against a real HTTP server on loopback: every outcome, address refusal, SVG, reuse."""
+"""pipelines.net.fetch against a real HTTP server on loopback: every outcome, address refusal, SVG, reuse."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ import pytest
 from loopback import QuietReplies
 from PIL import Image
 
-from pipelines.config import ConfigError
-from pipelines.fetch import FetchConfig, Fetcher, robots_forbid
-from pipelines.image_decode import decode_image
-from pipelines.netguard import address_refusal
+from schemas.config import ConfigError
+from pipelines.net.fetch import FetchConfig, Fetcher, robots_forbid
+from pipelines.net.image_decode import decode_image
+from pipelines.net.netguard import address_refusal
 
 SVG = (b'<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" width="300" height="200">'
        b'<script>fetch("/x/hit")</script><rect width="300" height="200" fill="red"/>'

@@ -10,7 +10,7 @@ import threading
 import pytest
 from loopback import QuietReplies
 
-from pipelines.inputs import VIDEO_EXTS, FetchError, fetch_to_temp, input_id, list_inputs
+from pipelines.core.inputs import VIDEO_EXTS, FetchError, fetch_to_temp, input_id, list_inputs
 
 
 @pytest.fixture

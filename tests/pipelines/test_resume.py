@@ -19,8 +19,8 @@ from schemas import load_manifest, read_samples
 SCRIPT = r'''
 import io, sys, time
 from PIL import Image
-from pipelines.executor import RunConfig, run_pipeline
-from pipelines.stage import Stage, drop, new_record, split
+from pipelines.core.executor import RunConfig, run_pipeline
+from pipelines.core.stage import Stage, drop, new_record, split
 from schemas import ImageSegment, Sample, Source, TextSegment
 
 def expand(batch, cfg):

@@ -15,7 +15,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "model"))  # the model tests' shared tiny run
 from spot_run import trained_run
 
-from pipelines.cli import main
+from pipelines.commands.cli import main
 
 CHROMIUM = Path("/usr/bin/chromium")
 GREEN = (20, 220, 40)  # the test images' colour, easy to find in a screenshot

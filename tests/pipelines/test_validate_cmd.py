@@ -8,8 +8,8 @@ import pytest
 from bad_shards import EXPECTED, make_bad_shards, write_tar
 from samples import make_sample
 
-from pipelines.cli import main
-from pipelines.validate_cmd import validate_shard
+from pipelines.commands.cli import main
+from pipelines.commands.validate import validate_shard
 from schemas import encode_sample
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.cli import main
-from pipelines.view import reservoir
+from pipelines.commands.cli import main
+from pipelines.commands.view import reservoir
 from schemas import ImageSegment, Sample, ShardWriter, Source, TextSegment
 
 CHROMIUM = "/usr/bin/chromium"

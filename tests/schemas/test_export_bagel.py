@@ -17,7 +17,7 @@ from export_samples import all_samples, image_bytes, reasoning_edit_sample, vide
 from PIL import Image
 
 from schemas import ImageSegment, Sample, ShardWriter, Source, TextSegment
-from schemas.export_bagel import BagelExportConfig, export_bagel
+from pipelines.export.bagel import BagelExportConfig, export_bagel
 
 pytestmark = pytest.mark.timeout(120)
 

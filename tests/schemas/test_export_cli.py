@@ -8,7 +8,7 @@ import json
 import pytest
 from export_samples import video_sample, web_sample, write_run
 
-from pipelines.cli import main
+from pipelines.commands.cli import main
 
 pytestmark = pytest.mark.timeout(120)
 

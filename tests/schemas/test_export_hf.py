@@ -13,7 +13,7 @@ import pytest
 import yaml
 from export_samples import all_samples, write_run
 
-from schemas.export_hf import HFExportConfig, export_hf
+from pipelines.export.hf import HFExportConfig, export_hf
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -106,19 +106,19 @@ def test_push_without_network_is_one_clear_line(run, tmp_path):
     _, out, _ = run
     env = {**os.environ, "HF_HUB_OFFLINE": "0", "HF_ENDPOINT": f"http://127.0.0.1:{_free_port()}",
            "HF_TOKEN": "hf_test", "HF_HUB_ETAG_TIMEOUT": "2", "HF_HUB_DOWNLOAD_TIMEOUT": "2"}
-    p = subprocess.run([sys.executable, "-m", "pipelines.cli", "push", str(out), "--repo-id", "someone/braid-test"],
+    p = subprocess.run([sys.executable, "-m", "pipelines.commands.cli", "push", str(out), "--repo-id", "someone/braid-test"],
                        capture_output=True, text=True, env=env, timeout=100, cwd=tmp_path, check=False)
     assert p.returncode == 1
     assert "could not upload to the Hugging Face Hub" in p.stderr and "Traceback" not in p.stderr
     assert "Connection" in p.stderr or "connect" in p.stderr
     env["HF_HUB_OFFLINE"] = "1"
-    p = subprocess.run([sys.executable, "-m", "pipelines.cli", "push", str(out), "--repo-id", "someone/braid-test"],
+    p = subprocess.run([sys.executable, "-m", "pipelines.commands.cli", "push", str(out), "--repo-id", "someone/braid-test"],
                        capture_output=True, text=True, env=env, timeout=100, cwd=tmp_path, check=False)
     assert p.returncode == 1 and "HF_HUB_OFFLINE is set" in p.stderr and "Traceback" not in p.stderr
 
 
 def test_push_refuses_what_is_not_an_hf_export(tmp_path, capsys):
-    from pipelines.cli import main
+    from pipelines.commands.cli import main
 
     (tmp_path / "x").mkdir()
     assert main(["push", str(tmp_path / "x"), "--repo-id", "a/b"]) == 2

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 from export_samples import all_samples, write_run
 
-from schemas.export_omnicorpus import OmniCorpusExportConfig, document_to_sample, export_omnicorpus
+from pipelines.export.omnicorpus import OmniCorpusExportConfig, document_to_sample, export_omnicorpus
 
 pytestmark = pytest.mark.timeout(120)
 

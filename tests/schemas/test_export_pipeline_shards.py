@@ -12,9 +12,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from schemas import read_samples
-from schemas.export_bagel import export_bagel
-from schemas.export_hf import export_hf
-from schemas.export_omnicorpus import document_to_sample, export_omnicorpus
+from pipelines.export.bagel import export_bagel
+from pipelines.export.hf import export_hf
+from pipelines.export.omnicorpus import document_to_sample, export_omnicorpus
 
 pytestmark = pytest.mark.timeout(180)
 REASON_TESTS = Path(__file__).resolve().parents[1] / "pipelines" / "reasoning_aug"
@@ -27,7 +27,7 @@ def reason_run(tmp_path_factory):
         import reason_inputs as ri
     finally:
         sys.path.remove(str(REASON_TESTS))
-    from pipelines.executor import RunConfig
+    from pipelines.core.executor import RunConfig
     from pipelines.reasoning_aug.config import ReasonConfig
     from pipelines.reasoning_aug.pipeline import reason
 

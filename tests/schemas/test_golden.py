@@ -116,7 +116,7 @@ def test_golden_shard_decodes_to_the_expected_samples():
 
 
 def test_golden_shard_passes_validate():
-    from pipelines.validate_cmd import validate_shard
+    from pipelines.commands.validate import validate_shard
 
     assert validate_shard(GOLDEN) == (2, [])
 

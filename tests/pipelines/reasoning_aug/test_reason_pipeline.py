@@ -12,7 +12,7 @@ import pytest
 import reason_inputs as ri
 
 from captioners.base import CaptionerConfig
-from pipelines.executor import RunConfig
+from pipelines.core.executor import RunConfig
 from pipelines.reasoning_aug.config import ReasonConfig
 from pipelines.reasoning_aug.pipeline import reason
 from schemas import ImageSegment, TextSegment, load_manifest, read_samples, validate_json
@@ -96,8 +96,8 @@ def assert_samples_well_formed(out: Path) -> list:
         extra = s.source.extra
         assert s.source.uri == extra["input"] and Path(s.source.uri).is_file() and extra["key"]
         assert s.captioner is not None and all("@v" in p for p in s.captioner.prompt_ids)
-    if samples and importlib.util.find_spec("pipelines.validate_cmd"):
-        from pipelines.cli import main
+    if samples and importlib.util.find_spec("pipelines.commands.validate"):
+        from pipelines.commands.cli import main
 
         assert main(["validate", *[str(p) for p in sorted(out.glob("*.tar"))]]) == 0
     return samples
@@ -208,7 +208,7 @@ def test_tiny_model_through_local_ray(small_inputs, tmp_path, tiny_vlm, ray_loca
 
 @pytest.mark.timeout(120)
 def test_command_line(inputs, tmp_path, capsys):
-    from pipelines.cli import main
+    from pipelines.commands.cli import main
 
     out = tmp_path / "out"
     code = main(["reason", *inputs, "--out", str(out), "--kinds", "t2i,edit", "--captioner", "stub",
@@ -230,8 +230,8 @@ def test_command_line(inputs, tmp_path, capsys):
 def test_on_shards_written_by_the_video_pipeline(tmp_path):
     from dataclasses import replace
 
-    from pipelines.inputs import VIDEO_EXTS
-    from pipelines.inputs import list_inputs as list_videos
+    from pipelines.core.inputs import VIDEO_EXTS
+    from pipelines.core.inputs import list_inputs as list_videos
     from pipelines.video_interleave.config import VideoConfig
     from pipelines.video_interleave.pipeline import run_video
     from pipelines.video_interleave.synth import Scene, write_scenes

@@ -11,7 +11,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from pipelines.inputs import VIDEO_EXTS, list_inputs
+from pipelines.core.inputs import VIDEO_EXTS, list_inputs
 from pipelines.video_interleave.config import VideoConfig
 from pipelines.video_interleave.pipeline import run_video
 from pipelines.video_interleave.synth import Scene, render_scene, write_audio_only, write_frames, write_scenes

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.cli import main
-from pipelines.inputs import VIDEO_EXTS, list_inputs
+from pipelines.commands.cli import main
+from pipelines.core.inputs import VIDEO_EXTS, list_inputs
 from pipelines.video_interleave.config import VideoConfig
 from pipelines.video_interleave.pipeline import run_video
 from schemas import load_manifest, read_samples, validate
@@ -20,7 +20,7 @@ from schemas import load_manifest, read_samples, validate
 def check_shards(out: Path) -> list:
     shards = sorted(out.glob("*.tar"))
     assert shards
-    if importlib.util.find_spec("pipelines.validate_cmd") is not None:
+    if importlib.util.find_spec("pipelines.commands.validate") is not None:
         assert main(["validate", str(out)]) == 0
     samples = list(read_samples(shards))
     for s in samples:

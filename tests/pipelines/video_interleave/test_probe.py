@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from video_scenes import FPS, MAIN_SCENES, SIZE
 
-from pipelines.stage import new_record
+from pipelines.core.stage import new_record
 from pipelines.video_interleave.config import ProbeConfig, VideoConfig
 from pipelines.video_interleave.decode import decode_decord
 from pipelines.video_interleave.probe import probe_videos

@@ -11,7 +11,7 @@ from PIL import Image
 from video_scenes import SIZE
 
 from captioners.base import CaptionResult
-from pipelines.stage import apply_stage, new_record
+from pipelines.core.stage import apply_stage, new_record
 from pipelines.video_interleave.caption import CaptionJob, caption_pairs
 from pipelines.video_interleave.config import FrameConfig, ProbeConfig, VideoConfig
 from pipelines.video_interleave.pipeline import analysis_stages

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.cli import main as braid
-from pipelines.config import ConfigError, build_config
+from pipelines.commands.cli import main as braid
+from schemas.config import ConfigError, build_config
 from pipelines.web_interleave.command import run_web_job
 from pipelines.web_interleave.config import WebConfig
 from schemas import load_manifest, read_samples, validate
@@ -55,7 +55,7 @@ def check_caption_first(sample, page_url: str | None = None) -> None:
 def validate_shards(out: Path) -> None:
     shards = sorted(str(p) for p in out.glob("*.tar"))
     assert shards
-    if importlib.util.find_spec("pipelines.validate_cmd") is not None:
+    if importlib.util.find_spec("pipelines.commands.validate") is not None:
         assert braid(["validate", *shards]) == 0
     for shard in shards:  # schema checks through schemas/ whether or not the command exists yet
         for s in read_samples(shard):

@@ -13,15 +13,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "video": ("pipelines.video_interleave.command", "videos -> shots -> frames -> change captions -> shards"),
     "web": ("pipelines.web_interleave.command", "web documents and HTML pages -> caption-first shards"),
     "reason": ("pipelines.reasoning_aug.command", "shards and edit tables -> reasoning-augmented shards"),
-    "validate": ("pipelines.validate_cmd", "check shards: schema, member layout, images decode"),
-    "stats": ("pipelines.stats_cmd", "print a run's summary"),
-    "view": ("pipelines.view", "render random samples as a self-contained HTML page"),
-    "export": ("pipelines.export_cmd", "export shards to BAGEL, Hugging Face or OmniCorpus formats"),
-    "push": ("pipelines.export_cmd", "upload an exported Hugging Face dataset"),
+    "validate": ("pipelines.commands.validate", "check shards: schema, member layout, images decode"),
+    "stats": ("pipelines.commands.stats", "print a run's summary"),
+    "view": ("pipelines.commands.view", "render random samples as a self-contained HTML page"),
+    "export": ("pipelines.commands.export", "export shards to BAGEL, Hugging Face or OmniCorpus formats"),
+    "push": ("pipelines.commands.export", "upload an exported Hugging Face dataset"),
     "make-tiny-vlm": ("captioners.tiny", "build a tiny random-weight VLM for tests and smoke runs"),
     "train": ("model.train", "train the bundled MoT on shards"),
     "infer": ("model.infer", "generate text or images with a trained MoT"),
-    "spotcheck": ("pipelines.spotcheck", "score and render a spot-check report of shards"),
+    "spotcheck": ("pipelines.commands.spotcheck", "score and render a spot-check report of shards"),
 }
 
 
@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     configure(parser)
     args = parser.parse_args(argv[1:])
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
-    from .config import ConfigError
+    from schemas.config import ConfigError
 
     ray_before = _ray_running()
     try:

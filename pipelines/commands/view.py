@@ -2,7 +2,7 @@
 
 Samples are drawn by reservoir sampling over every sample of the given shards (one pass, memory
 for N samples only), seeded, so the same shards and seed give the same page. The page shows them
-in shard order with their segments in sequence order (see ``pipelines.html``).
+in shard order with their segments in sequence order (see ``pipelines.commands.html``).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 
 from schemas import SampleError, ShardError, decode_sample, iter_members
 
-from .html import page, render_sample
+from pipelines.commands.html import page, render_sample
 
 
 def shard_paths(args: list[str]) -> list[Path]:
@@ -61,7 +61,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .config import ConfigError
+    from schemas.config import ConfigError
 
     if args.n < 1 or args.thumb < 16:
         raise ConfigError("--n must be at least 1 and --thumb at least 16")

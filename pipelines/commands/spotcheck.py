@@ -2,7 +2,7 @@
 
 One self-contained HTML report on a set of shards, for a look before anyone trains on them.
 
-Always (one pass over every sample, ``pipelines.spotcheck_stats``): structural statistics per sample kind
+Always (one pass over every sample, ``pipelines.commands.spotcheck_stats``): structural statistics per sample kind
 (image sizes, caption lengths, sequence lengths against the token budget, duplicate images and texts across
 samples) and per-sample flags, plus N samples drawn at random (seeded reservoir, as ``braid view``) and rendered as
 ``braid view`` renders them. Without a checkpoint the token counts are estimates (about 4 bytes per
@@ -28,9 +28,9 @@ from pathlib import Path
 
 from schemas import ImageSegment, SampleError, ShardError, TextSegment, decode_sample, iter_members
 
-from .html import details, esc, page, render_image, render_text, thumbnail_data_uri
-from .spotcheck_stats import Structure, plot_scores, plot_structure
-from .view import reservoir, shard_paths
+from pipelines.commands.html import details, esc, page, render_image, render_text, thumbnail_data_uri
+from pipelines.commands.spotcheck_stats import Structure, plot_scores, plot_structure
+from pipelines.commands.view import reservoir, shard_paths
 
 CSS = """
 table.stats { border-collapse: collapse; background: #fff; margin: 0 0 18px; font-size: 13px; }
@@ -172,7 +172,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .config import ConfigError
+    from schemas.config import ConfigError
 
     if args.n < 1 or args.steps < 1 or args.thumb < 16:
         raise ConfigError("--n and --steps must be at least 1 and --thumb at least 16")

@@ -20,7 +20,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .export_common import (
+from pipelines.export.common import (
     Drops,
     ExportError,
     ParquetFiles,
@@ -29,7 +29,7 @@ from .export_common import (
     run_staged,
     write_marker,
 )
-from .sample import ImageSegment, Sample, sample_from_json
+from schemas.sample import ImageSegment, Sample, sample_from_json
 
 
 @dataclass(frozen=True)

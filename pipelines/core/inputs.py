@@ -24,7 +24,7 @@ from pathlib import Path
 
 from schemas import make_key
 
-from .stage import fail, new_record
+from pipelines.core.stage import fail, new_record
 
 log = logging.getLogger("braid")
 

@@ -31,7 +31,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .export_common import (
+from pipelines.export.common import (
     Drops,
     ExportError,
     ParquetFiles,
@@ -42,7 +42,7 @@ from .export_common import (
     write_json,
     write_marker,
 )
-from .sample import ImageSegment, Sample, TextSegment
+from schemas.sample import ImageSegment, Sample, TextSegment
 
 SHORT_ROLES = ("caption", "change", "instruction", "query")
 T2I_DIR, EDIT_DIR, VLM_DIR = "t2i_pretrain", "unified_edit", "vlm_sft"

@@ -18,7 +18,7 @@ from collections import Counter, defaultdict
 
 from schemas import ImageSegment, TextSegment
 
-from .html import esc
+from pipelines.commands.html import esc
 
 CHANGE_CAPTION_MAX_WORDS = 30  # BAGEL's change captions: at most about 30 tokens
 

@@ -20,8 +20,8 @@ from pathlib import Path
 from schemas import SampleError, ShardError, iter_members, stats_path, validate_json
 from schemas.wds import member_problems, parse_json_member
 
-from .html import MAX_PIXELS
-from .view import shard_paths
+from pipelines.commands.html import MAX_PIXELS
+from pipelines.commands.view import shard_paths
 
 _PIL_FORMATS = {"jpg": "JPEG", "png": "PNG", "webp": "WEBP"}
 

@@ -12,12 +12,9 @@ from __future__ import annotations
 import io
 import re
 import warnings
-from typing import TYPE_CHECKING
 
-from .netguard import Refused
+from pipelines.net.netguard import Refused
 
-if TYPE_CHECKING:
-    from .fetch import FetchConfig
 
 UNITS = {"px": 1.0, "pt": 4 / 3, "pc": 16.0, "mm": 96 / 25.4, "cm": 96 / 2.54, "in": 96.0}
 KEEP_FORMATS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}
@@ -69,7 +66,7 @@ def rasterize_svg(data: bytes, max_side: int) -> bytes:
         raise Refused("not_an_image", f"SVG does not render: {type(e).__name__}: {e}") from None
 
 
-def decode_image(data: bytes, cfg: FetchConfig) -> tuple[bytes, str, int, int]:
+def decode_image(data: bytes, cfg) -> tuple[bytes, str, int, int]:
     """(bytes, ext, width, height) of an image we keep; raises Refused when the bytes are not one we can use.
 
     JPEG, PNG and WebP keep their bytes; other raster formats (GIF, BMP, TIFF) become PNG, and so do SVGs.

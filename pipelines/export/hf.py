@@ -29,7 +29,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .export_common import (
+from pipelines.export.common import (
     Drops,
     ExportError,
     ParquetFiles,
@@ -39,7 +39,7 @@ from .export_common import (
     run_summaries,
     write_marker,
 )
-from .sample import ImageSegment, Sample
+from schemas.sample import ImageSegment, Sample
 
 FEATURES = [  # (name, YAML form, datasets JSON form)
     ("key", ("dtype", "string"), {"dtype": "string", "_type": "Value"}),

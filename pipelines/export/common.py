@@ -20,10 +20,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .reader import ShardError, iter_members
-from .sample import Sample, SampleError
-from .wds import decode_sample
-from .writer import SHARD_RE, is_complete
+from schemas.reader import ShardError, iter_members
+from schemas.sample import Sample, SampleError
+from schemas.wds import decode_sample
+from schemas.writer import SHARD_RE, is_complete
 
 MARKER = "export.json"
 

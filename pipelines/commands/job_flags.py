@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .config import ConfigError, parse_sets
+from schemas.config import ConfigError, parse_sets
 
 # flag -> dotted config field, the same in every pipeline's config (its ``captioner`` and ``run`` sections)
 JOB_FLAGS = {

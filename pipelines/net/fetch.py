@@ -38,8 +38,8 @@ import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .image_decode import decode_image
-from .netguard import Refused, address_refusal, guarded_resolver_class
+from pipelines.net.image_decode import decode_image
+from pipelines.net.netguard import Refused, address_refusal, guarded_resolver_class
 
 REDIRECTS = (301, 302, 303, 307, 308)
 RETRY_STATUS = (429, 500, 502, 503, 504)
@@ -193,7 +193,7 @@ class Fetcher:
             try:
                 import cairosvg  # noqa: F401
             except (ImportError, OSError):
-                from pipelines.config import ConfigError
+                from schemas.config import ConfigError
 
                 raise ConfigError("fetch.svg is 'rasterize' but cairosvg cannot load; pip install cairosvg "
                                   "(needs libcairo) or set fetch.svg to 'reject'") from None

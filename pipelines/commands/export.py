@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-from .config import ConfigError, build_config
+from schemas.config import ConfigError, build_config
 
 FORMATS = ("bagel", "hf", "omnicorpus")
 MB = 1 << 20
@@ -44,9 +44,9 @@ def configure_export(parser: argparse.ArgumentParser) -> None:
 
 
 def _settings(args) -> tuple[type, dict]:
-    from schemas.export_bagel import BagelExportConfig
-    from schemas.export_hf import HFExportConfig
-    from schemas.export_omnicorpus import OmniCorpusExportConfig
+    from pipelines.export.bagel import BagelExportConfig
+    from pipelines.export.hf import HFExportConfig
+    from pipelines.export.omnicorpus import OmniCorpusExportConfig
 
     common = {"rows_per_group": args.rows_per_group,
               "group_bytes": args.group_mb * MB if args.group_mb else None,
@@ -68,7 +68,7 @@ def _foreign_flags(args) -> list[str]:
 
 
 def run_export(args) -> int:
-    from schemas.export_common import ExportError
+    from pipelines.export.common import ExportError
 
     foreign = _foreign_flags(args)
     if foreign:
@@ -79,15 +79,15 @@ def run_export(args) -> int:
     cfg = build_config(cls, args.config, overrides)
     try:
         if args.format == "bagel":
-            from schemas.export_bagel import export_bagel
+            from pipelines.export.bagel import export_bagel
 
             rep = export_bagel(args.shards, args.out, cfg, overwrite=args.overwrite)
         elif args.format == "hf":
-            from schemas.export_hf import export_hf
+            from pipelines.export.hf import export_hf
 
             rep = export_hf(args.shards, args.out, cfg, overwrite=args.overwrite)
         else:
-            from schemas.export_omnicorpus import export_omnicorpus
+            from pipelines.export.omnicorpus import export_omnicorpus
 
             rep = export_omnicorpus(args.shards, args.out, cfg, overwrite=args.overwrite)
     except ExportError as e:

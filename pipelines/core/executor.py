@@ -25,10 +25,10 @@ from schemas import load_manifest, outcome, summarize
 from schemas.manifest import read_part
 from schemas.writer import SHARD_RE, is_complete
 
-from .config import ConfigError
-from .limits import apply_limited
-from .sink import RunSink
-from .stage import Stage, apply_stage
+from schemas.config import ConfigError
+from pipelines.core.limits import apply_limited
+from pipelines.core.sink import RunSink
+from pipelines.core.stage import Stage, apply_stage
 
 log = logging.getLogger("braid")
 
@@ -45,7 +45,7 @@ class RunConfig:
     max_samples_per_shard / max_shard_bytes: shard rollover limits.
     chunk_size: records per in-process chunk.
     task_time_limit_s / task_memory_limit_mb: limits per batch of a CPU stage (one without a setup step);
-        a record that breaks one ends ``failed`` and the run goes on (see ``pipelines.limits``).
+        a record that breaks one ends ``failed`` and the run goes on (see ``pipelines.core.limits``).
     """
 
     out_dir: str = "out"

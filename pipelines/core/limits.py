@@ -21,7 +21,7 @@ import signal
 import time
 from dataclasses import replace
 
-from .stage import Stage, apply_stage, fail
+from pipelines.core.stage import Stage, apply_stage, fail
 
 
 class TimeLimitExceeded(Exception):
