@@ -27,46 +27,11 @@ from schemas.writer import SHARD_RE, is_complete
 
 from schemas.config import ConfigError
 from pipelines.core.limits import apply_limited
+from pipelines.core.sections import RunConfig  # noqa: F401  (re-exported: the run section)
 from pipelines.core.sink import RunSink
 from pipelines.core.stage import Stage, apply_stage
 
 log = logging.getLogger("braid")
-
-
-@dataclass(frozen=True)
-class RunConfig:
-    """Where and how a pipeline runs.
-
-    out_dir: output directory (shards, manifest/, summary.json).
-    executor: ``ray`` (a fresh local Ray instance unless a cluster is named) or ``local`` (in-process).
-    ray_address: join a running cluster (``auto``, ``host:port`` or ``ray://host:port``); without it the
-        RAY_ADDRESS environment variable (set by ``ray job submit``) is used when present.
-    num_cpus: CPUs for a local Ray instance (default: all).
-    max_samples_per_shard / max_shard_bytes: shard rollover limits.
-    chunk_size: records per in-process chunk.
-    task_time_limit_s / task_memory_limit_mb: limits per batch of a CPU stage (one without a setup step);
-        a record that breaks one ends ``failed`` and the run goes on (see ``pipelines.core.limits``).
-    """
-
-    out_dir: str = "out"
-    executor: str = "ray"
-    ray_address: str | None = None
-    num_cpus: int | None = None
-    max_samples_per_shard: int = 1000
-    max_shard_bytes: int = 1 << 30
-    chunk_size: int = 32
-    task_time_limit_s: float | None = None
-    task_memory_limit_mb: int | None = None
-
-    def __post_init__(self):
-        if self.executor not in ("ray", "local"):
-            raise ConfigError(f"executor must be 'ray' or 'local', not {self.executor!r}")
-        if self.max_samples_per_shard < 1 or self.max_shard_bytes < 1:
-            raise ConfigError("max_samples_per_shard and max_shard_bytes must be positive")
-        if self.chunk_size < 1:
-            raise ConfigError("chunk_size must be positive")
-        if self.num_cpus is not None and self.num_cpus < 1:
-            raise ConfigError("num_cpus must be at least 1")
 
 
 def _pool(st: Stage) -> tuple[int, int]:
