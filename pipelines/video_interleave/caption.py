@@ -11,9 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from captioners.base import CaptionerConfig, CaptionRequest
-
 from pipelines.core.stage import fail
-from pipelines.video_interleave.config import CaptionStageConfig
+from pipelines.video_interleave.config import VideoCaptionConfig
 
 STAGE = "caption"
 
@@ -23,7 +22,7 @@ class CaptionJob:
     """What the caption stage needs: the captioner, the stage settings, and where the request cache lives."""
 
     captioner: CaptionerConfig = field(default_factory=CaptionerConfig)
-    stage: CaptionStageConfig = field(default_factory=CaptionStageConfig)
+    stage: VideoCaptionConfig = field(default_factory=VideoCaptionConfig)
     cache_dir: str | None = None
 
 
@@ -34,7 +33,7 @@ def open_captioner(job: CaptionJob):
     return make_captioner(job.captioner, job.cache_dir if job.captioner.cache else None)
 
 
-def pair_requests(rec: dict, st: CaptionStageConfig) -> list[CaptionRequest]:
+def pair_requests(rec: dict, st: VideoCaptionConfig) -> list[CaptionRequest]:
     fr = rec["frames"]
     return [CaptionRequest(prompt_id=st.prompt_id, images=(fr[i]["data"], fr[i + 1]["data"]), max_tokens=st.max_tokens)
             for i in range(len(fr) - 1)]

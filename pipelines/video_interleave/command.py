@@ -5,22 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 
-from schemas.config import ConfigError, build_config
-from pipelines.core.inputs import VIDEO_EXTS, list_inputs
 from pipelines.commands.job_flags import add_job_flags, check_captioner, job_overrides
+from pipelines.video_interleave import pipeline as P
 from pipelines.video_interleave.config import VideoConfig
+from schemas.config import ConfigError, build_config
 
-# flag -> dotted config field, beside the shared ones (pipelines.commands.job_flags); every other field is
-# reachable with --set KEY=VALUE or the YAML file
-FLAGS = {
-    "frames_per_clip": "frames.frames_per_clip",
-    "frame_side": "frames.frame_side",
-    "max_clip_s": "shots.max_clip_s",
-    "min_clip_s": "quality.min_duration_s",
-    "max_frames": "probe.max_frames",
-    "time_limit_s": "probe.time_limit_s",
-    "caption_batch_size": "caption.batch_size",
-}
+# the pipeline's own flags (pipeline.FLAGS) and the caption batch size, beside the shared ones
+FLAGS = {**{k.replace("-", "_"): v[0] for k, v in P.FLAGS.items()}, "caption_batch_size": "caption.batch_size"}
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -46,29 +37,23 @@ def config_from_args(args: argparse.Namespace) -> VideoConfig:
 
 
 def check_config(cfg: VideoConfig) -> None:
-    """Captioner and caption-stage settings that cannot work, found before any video is decoded."""
-    from captioners.prompts import get_prompt
-
     check_captioner(cfg.captioner)
-    if cfg.caption.max_tokens < 1 or cfg.caption.batch_size < 1 or cfg.caption.concurrency < 1:
-        raise ConfigError("caption.max_tokens, caption.batch_size and caption.concurrency must be positive")
-    try:
-        get_prompt(cfg.caption.prompt_id)
-    except KeyError as e:
-        raise ConfigError(str(e.args[0])) from None
+    P.check_config(cfg)
 
 
 def run(args: argparse.Namespace) -> int:
-    from captioners.base import CaptionerConfigError
+    from dataclasses import replace
 
-    from pipelines.video_interleave.pipeline import run_video
+    from captioners.base import CaptionerConfigError
+    from pipelines.core.executor import run_pipeline
 
     cfg = config_from_args(args)
-    inputs = list_inputs(args.inputs, VIDEO_EXTS)
+    inputs = P.list_inputs(args.inputs, cfg)
     if not inputs:
         raise ConfigError("no inputs were given")
     try:
-        summary = run_video(inputs, cfg)
+        shown = replace(cfg, captioner=replace(cfg.captioner, api_key="***")) if cfg.captioner.api_key else cfg
+        summary = run_pipeline(P.build_stages(cfg), inputs, cfg.run, P.NAME, shown)
     except CaptionerConfigError as e:
         raise ConfigError(f"captioner: {e}") from None
     print(json.dumps(summary, indent=1, sort_keys=True))

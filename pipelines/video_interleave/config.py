@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from captioners.base import CaptionerConfig
-
-from pipelines.core.executor import RunConfig
+from pipelines.core.sections import CaptionConfig, RunConfig
+from schemas.config import ConfigError
 
 
 @dataclass(frozen=True)
@@ -150,21 +150,20 @@ class FrameConfig:
 
 
 @dataclass(frozen=True)
-class CaptionStageConfig:
-    """Stage 6: change captions for consecutive frame pairs.
+class VideoCaptionConfig(CaptionConfig):
+    """Stage 6: change captions for consecutive frame pairs (batch size, workers and their CPUs/GPUs: see
+    ``pipelines.core.sections.CaptionConfig``).
 
     prompt_id / max_tokens: the named prompt and its token limit (BAGEL: at most 30 tokens).
-    batch_size: clips per captioner call; concurrency: captioner workers (Ray actors): a pool size, or
-      a ``[min, max]`` range for an autoscaling pool.
-    num_cpus / num_gpus: per captioner worker.
     """
 
     prompt_id: str = "change_caption@v1"
     max_tokens: int = 30
-    batch_size: int = 8
-    concurrency: int | tuple[int, int] = 1
-    num_cpus: float = 1.0
-    num_gpus: float = 0.0
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.max_tokens < 1:
+            raise ConfigError("caption.max_tokens must be positive")
 
 
 @dataclass(frozen=True)
@@ -188,7 +187,7 @@ class VideoConfig:
     crop: CropConfig = field(default_factory=CropConfig)
     quality: QualityConfig = field(default_factory=QualityConfig)
     frames: FrameConfig = field(default_factory=FrameConfig)
-    caption: CaptionStageConfig = field(default_factory=CaptionStageConfig)
+    caption: VideoCaptionConfig = field(default_factory=VideoCaptionConfig)
     assemble: AssembleConfig = field(default_factory=AssembleConfig)
 
     @classmethod

@@ -1,11 +1,16 @@
-"""The video pipeline's stage list: probe, shots, crop, quality, frames, caption, assemble."""
+"""``braid video``: videos -> probe, shots, crop, quality, frames, caption, assemble -> shards.
+
+The pipeline contract (see ARCHITECTURE.md, "Add a pipeline"): NAME, DESCRIPTION, CONFIG, INPUT_HELP, FLAGS,
+``list_inputs(specs, cfg)``, ``build_stages(cfg)`` and ``check_config(cfg)``; the generic runner does the rest.
+"""
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
-from pipelines.core.executor import run_pipeline
+from pipelines.core.inputs import VIDEO_EXTS
+from pipelines.core.inputs import list_inputs as list_input_files
+from pipelines.core.sections import CACHE_DIR
 from pipelines.core.stage import Stage
 from pipelines.video_interleave.assemble import assemble_samples
 from pipelines.video_interleave.caption import CaptionJob, caption_pairs, open_captioner
@@ -15,8 +20,25 @@ from pipelines.video_interleave.frames import sample_frames
 from pipelines.video_interleave.probe import probe_videos
 from pipelines.video_interleave.quality import filter_clips
 from pipelines.video_interleave.shots import split_shots
+from schemas.config import ConfigError
 
-CACHE_DIR = "caption_cache"
+NAME = "video"
+DESCRIPTION = "videos -> shots -> frames -> change captions -> shards"
+CONFIG = VideoConfig
+INPUT_HELP = "video files, directories, globs, or list files (.txt, .jsonl, .csv); local or fsspec URIs"
+FLAGS = {
+    "frames-per-clip": ("frames.frames_per_clip", int, "frames sampled per clip"),
+    "frame-side": ("frames.frame_side", int, "longest side of written frames"),
+    "max-clip-s": ("shots.max_clip_s", float, "longest clip; longer shots are split"),
+    "min-clip-s": ("quality.min_duration_s", float, "shortest clip kept"),
+    "max-frames": ("probe.max_frames", int, "cap on frames decoded per video"),
+    "time-limit-s": ("probe.time_limit_s", float, "fetch and decode time limit per video"),
+}
+
+
+def list_inputs(specs: list[str], cfg: VideoConfig) -> list[dict]:
+    """One record per video file (``uri``, ``licence``, ``meta``)."""
+    return list_input_files(specs, VIDEO_EXTS)
 
 
 def analysis_stages(cfg: VideoConfig) -> list[Stage]:
@@ -32,21 +54,20 @@ def analysis_stages(cfg: VideoConfig) -> list[Stage]:
 
 def build_stages(cfg: VideoConfig) -> list[Stage]:
     job = CaptionJob(cfg.captioner, cfg.caption, str(Path(cfg.run.out_dir) / CACHE_DIR))
+    cap = cfg.caption
     return [
         *analysis_stages(cfg),
-        Stage("caption", caption_pairs, job, setup=open_captioner, num_cpus=cfg.caption.num_cpus,
-              num_gpus=cfg.caption.num_gpus, batch_size=cfg.caption.batch_size, concurrency=cfg.caption.concurrency),
+        Stage("caption", caption_pairs, job, setup=open_captioner, num_cpus=cap.num_cpus, num_gpus=cap.num_gpus,
+              batch_size=cap.batch_size, concurrency=cap.concurrency),
         Stage("assemble", assemble_samples, cfg.assemble, num_cpus=1, batch_size=32),
     ]
 
 
-def loggable(cfg: VideoConfig) -> VideoConfig:
-    """The config as written to ``runs.jsonl``: no API key."""
-    if cfg.captioner.api_key:
-        return replace(cfg, captioner=replace(cfg.captioner, api_key="***"))
-    return cfg
+def check_config(cfg: VideoConfig) -> None:
+    """The caption prompt must exist before any video is decoded."""
+    from captioners.prompts import get_prompt
 
-
-def run_video(inputs: list[dict], cfg: VideoConfig) -> dict:
-    """Run the whole pipeline over input records (``pipelines.core.inputs.list_inputs``); returns the summary."""
-    return run_pipeline(build_stages(cfg), inputs, cfg.run, "video", loggable(cfg))
+    try:
+        get_prompt(cfg.caption.prompt_id)
+    except KeyError as e:
+        raise ConfigError(str(e.args[0])) from None

@@ -13,7 +13,8 @@ import pytest
 
 from pipelines.core.inputs import VIDEO_EXTS, list_inputs
 from pipelines.video_interleave.config import VideoConfig
-from pipelines.video_interleave.pipeline import run_video
+from pipelines.core.executor import run_pipeline
+from pipelines.video_interleave.pipeline import NAME, build_stages
 from pipelines.video_interleave.synth import Scene, render_scene, write_audio_only, write_frames, write_scenes
 from schemas import load_manifest, read_samples, validate
 
@@ -68,7 +69,7 @@ def test_bad_inputs_end_with_reasons_and_good_ones_are_written(tmp_path):
     cfg = replace(cfg, run=replace(cfg.run, out_dir=str(tmp_path / "out")),
                   probe=replace(cfg.probe, max_frames=100, fetch_timeout_s=10))
     try:
-        summary = run_video(list_inputs(specs, VIDEO_EXTS), cfg)
+        summary = run_pipeline(build_stages(cfg), list_inputs(specs, VIDEO_EXTS), cfg.run, NAME, cfg)
     finally:
         srv.shutdown()
     recs = load_manifest(tmp_path / "out")

@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 
 from pipelines.commands.cli import main
+from pipelines.core.executor import run_pipeline
 from pipelines.core.inputs import VIDEO_EXTS, list_inputs
 from pipelines.video_interleave.config import VideoConfig
-from pipelines.video_interleave.pipeline import run_video
+from pipelines.video_interleave.pipeline import NAME, build_stages
 from schemas import load_manifest, read_samples, validate
 
 
@@ -36,6 +37,10 @@ def check_shards(out: Path) -> list:
         assert times == sorted(times) and s.source.span[0] <= times[0] and times[-1] < s.source.span[1]
         assert s.captioner.prompt_ids == ("change_caption@v1",)
     return samples
+
+
+def run_video(inputs: list[dict], cfg: VideoConfig) -> dict:
+    return run_pipeline(build_stages(cfg), inputs, cfg.run, NAME, cfg)
 
 
 def real_cfg(out: Path, tiny_vlm: Path, executor: str) -> VideoConfig:
