@@ -263,8 +263,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     out = make_tiny_vlm(args.dir, seed=args.seed)
-    print(
-        f"tiny VLM written to {out} (random weights: its captions ignore the images); load it with any backend, "
-        f"e.g. CaptionerConfig(backend='hf', model='{out}')"
-    )
+    print(f"tiny VLM written to {out} (random weights: its captions ignore the images)\n"
+          f"use it in a pipeline with:  --captioner hf --model {out}\n"
+          f"for example:  braid video VIDEOS... --out OUT --captioner hf --model {out}")
     return 0

@@ -18,29 +18,66 @@ FORMATS = ("bagel", "hf", "omnicorpus")
 MB = 1 << 20
 
 
+FORMAT_HELP = {
+    "bagel": "BAGEL's parquet/JSONL training formats (t2i_pretrain, unified_edit, vlm_sft)",
+    "hf": "a Hugging Face dataset (Parquet) with a dataset card",
+    "omnicorpus": "OmniCorpus-style documents: aligned texts/images lists",
+}
+
+
+def _defaults(fmt: str) -> dict:
+    from dataclasses import fields
+
+    cls, _ = _settings(argparse.Namespace(format=fmt, **dict.fromkeys(
+        ("rows_per_group", "group_mb", "file_mb", "data_root", "dataset_name", "max_pixels", "no_caption_pairs",
+         "license", "pretty_name", "images", "doc_format"))))
+    return {f.name: f.default for f in fields(cls)}
+
+
+def _common_flags(p: argparse.ArgumentParser, d: dict) -> None:
+    p.add_argument("shards", nargs="*", metavar="SHARDS", help="shard files (.tar) or run directories")
+    p.add_argument("--out", required=True, help="output directory (new or empty)")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier export in --out (default: off)")
+    p.add_argument("--config", help="YAML file of this exporter's settings (flags override it; default: none)")
+    p.add_argument("--rows-per-group", type=int, help=f"rows per Parquet row group (default: {d['rows_per_group']})")
+    p.add_argument("--group-mb", type=int,
+                   help=f"most image MiB per Parquet row group (default: {d['group_bytes'] // MB})")
+    p.add_argument("--file-mb", type=int, help=f"most image MiB per Parquet file (default: {d['file_bytes'] // MB})")
+    p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log progress")
+
+
+def _format_flags(p: argparse.ArgumentParser, fmt: str, hidden: bool) -> None:
+    """The flags of one format; ``hidden`` ones are still parsed (to name them in a clear error) but not listed."""
+    def h(text: str) -> str:
+        return argparse.SUPPRESS if hidden else text
+
+    if fmt == "bagel":
+        p.add_argument("--data-root", help=h("where --out will be when BAGEL trains (parquet_info keys and "
+                                             "dataset_info paths are built from it; default: --out's absolute path)"))
+        p.add_argument("--dataset-name", help=h("prefix of the registered dataset names (default: braid)"))
+        p.add_argument("--max-pixels", type=int, help=h("downscale and re-encode images with more pixels "
+                                                        "(default: 20000000)"))
+        p.add_argument("--no-caption-pairs", action="store_true",
+                       help=h("do not also export caption-first images of interleaved samples as T2I pairs "
+                              "(default: they are exported)"))
+    elif fmt == "hf":
+        p.add_argument("--license", help=h("the card's licence id (default: from the sources, 'other' when mixed)"))
+        p.add_argument("--pretty-name", help=h("the card's title (default: none)"))
+    else:
+        p.add_argument("--images", choices=("embed", "files"),
+                       help=h("embed image bytes or write image files beside (default: embed)"))
+        p.add_argument("--doc-format", choices=("parquet", "jsonl"),
+                       help=h("document container; jsonl needs --images files (default: parquet)"))
+
+
 def configure_export(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("format", choices=FORMATS, help="bagel: BAGEL's parquet/JSONL training formats; hf: a "
-                        "Hugging Face dataset with a card; omnicorpus: aligned texts/images documents")
-    parser.add_argument("shards", nargs="*", metavar="SHARDS", help="shard files (.tar) or run directories")
-    parser.add_argument("--out", required=True, help="output directory (new or empty)")
-    parser.add_argument("--overwrite", action="store_true", help="replace an earlier export in --out")
-    parser.add_argument("--config", help="YAML file with the exporter's settings")
-    parser.add_argument("--rows-per-group", type=int, help="rows per Parquet row group")
-    parser.add_argument("--group-mb", type=int, help="most image MiB per Parquet row group")
-    parser.add_argument("--file-mb", type=int, help="most image MiB per Parquet file")
-    g = parser.add_argument_group("bagel")
-    g.add_argument("--data-root", help="where --out will be when BAGEL trains (parquet_info keys and dataset_info "
-                   "paths are built from it; default: --out's absolute path)")
-    g.add_argument("--dataset-name", help="prefix of the registered dataset names (default: braid)")
-    g.add_argument("--max-pixels", type=int, help="downscale and re-encode images with more pixels (default 20M)")
-    g.add_argument("--no-caption-pairs", action="store_true",
-                   help="do not also export caption-first images of interleaved samples as T2I pairs")
-    g = parser.add_argument_group("hf")
-    g.add_argument("--license", help="the card's licence id (default: from the sources, 'other' when mixed)")
-    g.add_argument("--pretty-name", help="the card's title")
-    g = parser.add_argument_group("omnicorpus")
-    g.add_argument("--images", choices=("embed", "files"), help="embed image bytes or write image files beside")
-    g.add_argument("--doc-format", choices=("parquet", "jsonl"), help="document container (jsonl needs --images files)")
+    """One sub-command per format, so ``braid export hf --help`` lists only the flags hf takes."""
+    sub = parser.add_subparsers(dest="format", metavar="FORMAT", required=True)
+    for fmt in FORMATS:
+        p = sub.add_parser(fmt, help=FORMAT_HELP[fmt], description=f"braid export {fmt}: {FORMAT_HELP[fmt]}")
+        _common_flags(p, _defaults(fmt))
+        for other in FORMATS:
+            _format_flags(p, other, hidden=other != fmt)
 
 
 def _settings(args) -> tuple[type, dict]:

@@ -6,7 +6,7 @@ Always (one pass over every sample, ``pipelines.commands.spotcheck_stats``): str
 (image sizes, caption lengths, sequence lengths against the token budget, duplicate images and texts across
 samples) and per-sample flags, plus N samples drawn at random (seeded reservoir, as ``braid view``) and rendered as
 ``braid view`` renders them. Without a checkpoint the token counts are estimates (about 4 bytes per
-token) under the geometry of ``--config``; with one they are exact under its tokenizer and config.
+token) under the geometry of ``--geometry``; with one they are exact under its tokenizer and config.
 
 With ``--checkpoint`` (a ``braid train`` run folder) the drawn samples are also scored by the model
 (``model.score``: mean CE per text segment, velocity MSE per generation target, a sample score), each
@@ -26,11 +26,10 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-from schemas import ImageSegment, SampleError, ShardError, TextSegment, decode_sample, iter_members
-
 from pipelines.commands.html import details, esc, page, render_image, render_text, thumbnail_data_uri
 from pipelines.commands.spotcheck_stats import Structure, plot_scores, plot_structure
 from pipelines.commands.view import reservoir, shard_paths
+from schemas import ImageSegment, SampleError, ShardError, TextSegment, decode_sample, iter_members
 
 CSS = """
 table.stats { border-collapse: collapse; background: #fff; margin: 0 0 18px; font-size: 13px; }
@@ -162,8 +161,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", default=None, help="a braid train run folder; without it, structure only")
     parser.add_argument("--n", type=int, default=20, help="how many random samples to show (default 20)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--config", default="base", choices=("tiny", "small", "base"),
-                        help="model geometry for token estimates without a checkpoint (default base)")
+    parser.add_argument("--geometry", default="base", choices=("tiny", "small", "base"),
+                        help="model preset whose token budget and image sizes the estimates use without a "
+                             "checkpoint (default base)")
     parser.add_argument("--steps", type=int, default=30, help="Euler steps per regenerated image (default 30)")
     parser.add_argument("--caption-tokens", type=int, default=40, help="longest model caption in tokens")
     parser.add_argument("--worst", type=int, default=10, help="how many samples the worst list shows")
@@ -194,7 +194,7 @@ def run(args: argparse.Namespace) -> int:
         from model.mot import MoTConfig
         from model.train import PRESET_DATA
 
-        mcfg, dcfg, tok = MoTConfig.preset(args.config), PRESET_DATA[args.config], _ByteTokens()
+        mcfg, dcfg, tok = MoTConfig.preset(args.geometry), PRESET_DATA[args.geometry], _ByteTokens()
 
     problems: list[str] = []
     st = Structure(mcfg, dcfg, tok)
@@ -267,7 +267,7 @@ def _report(args, paths, picked, st: Structure, problems, scores: dict, outputs:
         caps, regen = outputs.get(s.key, ({}, {}))
         body.append(render_scored(s, shard, st.flags.get(s.key, []), scores.get(s.key), pct, caps, regen, args.thumb))
     mode = f"scored with {args.checkpoint} ({bundle.weights})" if bundle else \
-        f"structure only (token estimates under the {args.config} geometry)"
+        f"structure only (token estimates under the {args.geometry} geometry)"
     note = f"{len(picked)} random samples (seed {args.seed}) of {n_total} in {len(paths)} shard(s); {mode}"
     return page("Braid spot-check", "".join(body), note, css=CSS)
 

@@ -77,7 +77,7 @@ def _pixels_near(arr, rgb, tol=12) -> int:
 def test_structure_only_report(tmp_path, capsys):
     shards = _shards(tmp_path / "shards")
     out = tmp_path / "report.html"
-    assert main(["spotcheck", *map(str, shards), "--n", "4", "--out", str(out), "--config", "tiny"]) == 0
+    assert main(["spotcheck", *map(str, shards), "--n", "4", "--out", str(out), "--geometry", "tiny"]) == 0
     html = out.read_text()
     assert "structure only" in html and "<table class=\"stats\">" in html
     assert "the same image as in g-000" in html and "change caption of 40 words" in html
@@ -122,11 +122,11 @@ def test_bad_inputs(tmp_path, capsys):
     corrupt = tmp_path / "corrupt.tar"
     corrupt.write_bytes(shards[0].read_bytes()[:3000])
     out = tmp_path / "r.html"
-    assert main(["spotcheck", str(corrupt), str(shards[1]), "--n", "2", "--out", str(out), "--config", "tiny"]) == 0
+    assert main(["spotcheck", str(corrupt), str(shards[1]), "--n", "2", "--out", str(out), "--geometry", "tiny"]) == 0
     err = capsys.readouterr().err
     assert "corrupt.tar" in err and "truncated" in err
     assert "Problems (skipped)" in out.read_text()
-    assert main(["spotcheck", str(corrupt), "--out", str(out), "--config", "tiny"]) == 1
+    assert main(["spotcheck", str(corrupt), "--out", str(out), "--geometry", "tiny"]) == 1
     assert "no readable samples" in capsys.readouterr().err
     assert main(["spotcheck", str(tmp_path / "missing.tar"), "--out", str(out)]) == 2
     assert "no such shard" in capsys.readouterr().err
