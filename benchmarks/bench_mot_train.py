@@ -59,55 +59,36 @@ def synthetic_samples(n: int, side: tuple[int, int], seed: int = 0):
     return samples
 
 
-def model_flops(model, batch, dense_mask) -> float:
-    cfg = model.cfg
-    n = batch.n_real
-    kind = batch.kind[:n]
-    n_gen = int((kind == 2).sum())
-    n_vit = int((kind == 1).sum())
-    n_und = n - n_gen
-    layer_und = (
-        sum(p.numel() for name, p in model.language_model.model.layers.named_parameters() if "_moe_gen" not in name)
-        / cfg.n_layers
-    )
-    f = 6 * cfg.n_layers * layer_und * (n_und + n_gen)  # the generation twins have identical shapes
-    f += 6 * cfg.d_model * cfg.vocab_size * int(batch.ce_idx.numel())
-    vit_params = sum(p.numel() for p in model.vit_model.parameters()) + sum(
-        p.numel() for p in model.connector.parameters()
-    )
-    f += 6 * vit_params * n_vit
-    lat_params = sum(p.numel() for m in (model.vae2llm, model.llm2vae, model.time_embedder) for p in m.parameters())
-    f += 6 * lat_params * n_gen
-    pairs = float(dense_mask[:n, :n].sum())
-    f += 12 * cfg.n_heads * cfg.head_dim * pairs * cfg.n_layers
-    n_img = batch.vit_pixels.shape[0]
-    f += 12 * cfg.vit_d * cfg.vit_grid**4 * cfg.vit_layers * n_img
-    return f
-
-
-def run_path(variant, model, ae, batch, steps, warmup, opt, device, accum=1, profile=False):
-    """Time one variant: ``attention-blocks-layout`` (dense|flex, eager|compiled, seq|sorted)."""
+def run_path(variant, model, ae, batch, steps, warmup, opt, device, accum=1, profile=False, tiles=None):
+    """Time one variant: ``attention-blocks-layout[+change...]``. attention: flex (FlexAttention block mask),
+    sample (one SDPA call per sample, BAGEL's ``forward_train``) or dense (one SDPA call over the pack with a
+    (T, T) mask); flex builds its block mask on the device every pack unless ``+hostmask`` (tiles built on the
+    host, as the data loader does, moved with the pack); the SDPA baselines get their masks built beforehand,
+    as BAGEL's data loader builds them."""
     import contextlib
 
     import torch
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
-    from model.attention import attend, block_mask, dense_mask
+    from model.attention import attend, block_mask, dense_mask, sample_masks
     from model.objective import compute_losses
 
-    kind = variant.split("-")[0]
+    kind = variant.split("+")[0].split("-")[0]
+    hostmask = "+hostmask" in variant
     if kind == "flex" and device.type != "cuda":
         kind = "dense"  # FlexAttention has no CPU backward; the dry run takes the dense path
+    fixed = {"dense": dense_mask, "sample": sample_masks}.get(kind)
+    fixed = fixed(batch.mask_spec()) if fixed else None
 
-    def dense_ctx():  # the dense path as BAGEL runs it: SDPA's memory-efficient kernel with an explicit mask
-        if kind == "dense" and device.type == "cuda":
+    def dense_ctx():  # the dense paths as BAGEL runs them: SDPA's memory-efficient kernel with an explicit mask
+        if kind != "flex" and device.type == "cuda":
             return sdpa_kernel([SDPBackend.EFFICIENT_ATTENTION])
         return contextlib.nullcontext()
 
     def step(i):
         for micro in range(accum):  # a new pack needs a new mask, so the mask is built for every pack
             spec = batch.mask_spec()
-            mask = block_mask(spec) if kind == "flex" else dense_mask(spec)
+            mask = fixed if fixed is not None else block_mask(spec, tiles if hostmask else None)
             g = torch.Generator(device=device).manual_seed(i * accum + micro)
             with (
                 torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"),
@@ -215,7 +196,62 @@ def probe_flex() -> int:
     return 0
 
 
-VARIANTS = "dense-eager-seq,flex-eager-seq,flex-compiled-sorted,dense-compiled-sorted,flex-compiled-seq"
+def attention_alone(batches, cfg, device, reps: int = 10) -> dict:
+    """Forward + backward of one layer's attention over the pack (q (1, H, T, Dh), k/v (1, Hkv, T, Dh), bf16):
+    FlexAttention (block mask, both row layouts), per-sample SDPA (sequence order, each sample its own mask)
+    and whole-pack SDPA (one (T, T) mask). Masks are built beforehand; median ms over ``reps``."""
+    import torch
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    from model.attention import attend, block_mask, block_tiles, dense_mask, sample_masks
+
+    T = batches["seq"].input_ids.shape[0]
+    g = torch.Generator(device=device).manual_seed(0)
+    mk = lambda h: torch.randn(1, h, T, cfg.head_dim, device=device, dtype=torch.bfloat16, generator=g)
+    q, k, v = mk(cfg.n_heads), mk(cfg.n_kv_heads), mk(cfg.n_kv_heads)
+    dy = torch.randn_like(q)
+    masks = {
+        "flex_sorted": block_mask(batches["sorted"].mask_spec(), block_tiles(batches["sorted"].mask_spec().to("cpu"))),
+        "flex_seq": block_mask(batches["seq"].mask_spec(), block_tiles(batches["seq"].mask_spec().to("cpu"))),
+        "sample_sdpa": sample_masks(batches["seq"].mask_spec()),
+        "dense_sdpa": dense_mask(batches["seq"].mask_spec()),
+    }
+    out = {}
+    for name, mask in masks.items():
+        def once(name=name, mask=mask):
+            qq, kk, vv = (t.detach().requires_grad_() for t in (q, k, v))
+            ctx = sdpa_kernel([SDPBackend.EFFICIENT_ATTENTION]) if not name.startswith("flex") else _null()
+            with ctx:
+                y = attend(qq, kk, vv, mask)
+            y.backward(dy)
+        try:
+            for _ in range(3):
+                once()
+            torch.cuda.synchronize()
+            ts = []
+            for _ in range(reps):
+                t = time.time()
+                once()
+                torch.cuda.synchronize()
+                ts.append(time.time() - t)
+            out[name] = sorted(ts)[len(ts) // 2] * 1e3
+        except Exception as e:  # noqa: BLE001 -- report the others
+            out[name] = f"{type(e).__name__}: {str(e)[:160]}"
+        print(f"  attention alone {name}: {out[name]}", flush=True)
+    return out
+
+
+def _null():
+    import contextlib
+
+    return contextlib.nullcontext()
+
+
+VARIANTS = ("flex-compiled-sorted,flex-compiled-sorted+hostmask,flex-compiled-seq+hostmask,"
+            "flex-compiled-sorted+hostmask+rmsnorm,flex-compiled-sorted+hostmask+swiglu,"
+            "flex-compiled-sorted+hostmask+rope,flex-compiled-sorted+hostmask+rmsnorm+swiglu+rope,"
+            "flex-compiled-sorted+hostmask+trunk,sample-compiled-seq,dense-compiled-sorted")
+TODAY = "flex-compiled-sorted"  # the trainer's path before this benchmark's changes
 
 
 def main(argv=None) -> int:
@@ -226,14 +262,17 @@ def main(argv=None) -> int:
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--peak", type=float, default=989.0, help="peak dense bf16 TFLOP/s")
     ap.add_argument("--paths", default=VARIANTS,
-                    help="comma-separated attention-blocks-layout: dense|flex, eager|compiled (decoder blocks and "
-                         "ViT layers through torch.compile), seq (sequence order, index routing) | sorted (rows "
-                         "sorted by expert, slice routing); eager variants must come before compiled ones")
-    ap.add_argument("--profile", default="flex-compiled-sorted", help="variant to profile after timing")
+                    help="comma-separated attention-blocks-layout[+change...]: flex|sample|dense, eager|compiled "
+                         "(decoder blocks and ViT layers through torch.compile), seq (sequence order, index "
+                         "routing) | sorted (rows sorted by expert, slice routing); changes: hostmask (block-mask "
+                         "tiles built on the host), rmsnorm / swiglu / rope (Liger kernels), trunk (compile the "
+                         "whole decoder stack); eager variants must come before compiled ones")
+    ap.add_argument("--profile", default="", help="variant to profile after timing")
     ap.add_argument("--compile-mode", default=None, help="torch.compile mode of the blocks (e.g. max-autotune-no-cudagraphs)")
     ap.add_argument("--accum", type=int, default=1, help="packs per optimizer step (gradient accumulation)")
     ap.add_argument("--flex-options", default="", help="JSON kernel_options for FlexAttention")
     ap.add_argument("--model-set", default="", help="comma-separated MoTConfig overrides, e.g. d_model=1536,n_layers=16")
+    ap.add_argument("--no-attention-alone", action="store_true", help="skip the attention-alone comparison")
     ap.add_argument("--tiny", action="store_true", help="CPU dry run: tiny preset, 512 tokens, 2 steps")
     ap.add_argument("--probe", action="store_true", help="only time compiling FlexAttention on a small shape")
     ap.add_argument("--dump-after", type=float, default=0, help="print every thread's stack after this many s")
@@ -251,10 +290,11 @@ def main(argv=None) -> int:
     if args.probe:
         return probe_flex()
 
-    from model import attention
-    from model.attention import block_mask, dense_mask
+    from model import attention, kernels
+    from model.attention import block_mask, block_tiles, dense_mask
     from model.autoencoder import AutoencoderConfig, build_autoencoder
     from model.data import DataConfig, TextTokenizer, pack, plan_sample
+    from model.flops import FlopCounter
     from model.mot import MoT, MoTConfig
 
     if args.flex_options:
@@ -276,14 +316,23 @@ def main(argv=None) -> int:
             break
         plans.append(p)
         used += p.n_tokens
-    batches = {"seq": pack(plans, tok, mcfg).to(device), "sorted": pack(plans, tok, mcfg, sort_experts=True).to(device)}
+    host = {"seq": pack(plans, tok, mcfg), "sorted": pack(plans, tok, mcfg, sort_experts=True)}
+    host_tiles, t_host = {}, {}
+    for layout, b in host.items():  # what the data loader pays per pack for the block mask, on the host
+        ts = []
+        for _ in range(5):
+            t = time.time()
+            host_tiles[layout] = block_tiles(b.mask_spec())
+            ts.append(time.time() - t)
+        t_host[layout] = sorted(ts)[2]
+    batches = {k: b.to(device) for k, b in host.items()}
     batch = batches["seq"]
     torch.manual_seed(0)
     model = MoT(mcfg).to(device)
     ae = build_autoencoder(AutoencoderConfig(downsample=mcfg.latent_downsample))
     init = {k: v.clone() for k, v in model.state_dict().items()}  # each variant starts from the same weights
+    flops = FlopCounter(model).pack(host["seq"])
     dm = dense_mask(batch.mask_spec())
-    flops = model_flops(model, batch, dm)
     density = float(dm[: batch.n_real, : batch.n_real].sum()) / batch.n_real**2
     del dm
     name = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
@@ -305,45 +354,44 @@ def main(argv=None) -> int:
         "vit_tokens": int(batch.vit_idx.numel()),
         "mask_density": density,
         "model_tflop_per_pack": flops / 1e12,
+        "mask_host_tiles_seq_s": t_host["seq"],
+        "mask_host_tiles_sorted_s": t_host["sorted"],
     }
     print(json.dumps(info, indent=1), flush=True)
-    if device.type == "cuda":  # mask builds: block masks (ours, create_block_mask's), the dense mask
-
-        def create(sp):
-            from torch.nn.attention.flex_attention import create_block_mask
-
-            from model.attention import BLOCK_SIZE, _allowed
-
-            n = sp.doc.shape[0]
-            return create_block_mask(lambda b, h, q, k: _allowed(sp, q, k), None, None, n, n, device=device,
-                                     BLOCK_SIZE=BLOCK_SIZE)
-
-        for label, layout, build in (("block_seq", "seq", block_mask), ("block_sorted", "sorted", block_mask),
-                                     ("create_block_mask_seq", "seq", create), ("dense_seq", "seq", dense_mask)):
-            ts = []
-            for _ in range(4):
-                t = time.time()
-                bm = build(batches[layout].mask_spec())
-                torch.cuda.synchronize()
-                ts.append(time.time() - t)
-            info[f"mask_{label}_s"] = min(ts[1:])
-            if label.startswith("block"):
-                info[f"mask_{label}_tiles"] = int(bm.kv_num_blocks.sum()) + int(bm.full_kv_num_blocks.sum())
-        print({k: round(v, 4) for k, v in info.items() if k.startswith("mask_")}, flush=True)
+    out_dir = os.environ.get("OUT")
+    if device.type == "cuda":  # the block mask built on the device per pack (the path before host tiles)
+        ts = []
+        for _ in range(4):
+            t = time.time()
+            block_mask(batches["sorted"].mask_spec())
+            torch.cuda.synchronize()
+            ts.append(time.time() - t)
+        info["mask_device_sorted_s"] = min(ts[1:])
+        if not args.no_attention_alone:
+            info["attention_alone_ms"] = attention_alone(batches, mcfg, device)
     results = {}
-    compiled = False
+    state = None
     t_start = time.time()
     for variant in args.paths.split(","):
-        _, blocks, layout = variant.split("-")
-        if blocks == "compiled" and not compiled:
-            model.compile_blocks(**({"mode": args.compile_mode} if args.compile_mode else {}))
-            compiled = True
+        base, *changes = variant.split("+")
+        _, blocks, layout = base.split("-")
+        want = (blocks, frozenset(c for c in changes if c in kernels.KERNELS), "trunk" in changes)
+        if want != state:
+            if state is not None and device.type == "cuda":
+                torch._dynamo.reset()
+            kernels.use(want[1])
+            model.__dict__.pop("forward_hidden", None)
+            if blocks == "compiled":
+                model.compile_blocks(**({"mode": args.compile_mode} if args.compile_mode else {}))
+            if want[2]:
+                model.compile_trunk()
+            state = want
         model.load_state_dict(init)
         opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95), eps=1e-15, fused=device.type == "cuda")
         print(f"[{time.time() - t_start:.0f} s] {variant}", flush=True)
         try:
             r = run_path(variant, model, ae, batches[layout], args.steps, args.warmup, opt, device, args.accum,
-                         profile=variant == args.profile)
+                         profile=variant == args.profile, tiles=host_tiles[layout])
         except Exception as e:  # noqa: BLE001 -- one failing variant (memory, compile) leaves the others
             traceback.print_exc()
             r = {"error": f"{type(e).__name__}: {str(e)[:200]}"}
@@ -359,26 +407,58 @@ def main(argv=None) -> int:
         results[variant] = r
         del opt
         print(variant, json.dumps(r), flush=True)
-    info["results"] = results
-    print(f"\n{'variant':22} {'step s':>7} {'tokens/s':>9} {'TFLOP/s':>8} {'MFU':>6} {'GiB':>5}  first CE / MSE"
+        info["results"] = results
+        if out_dir:  # partial results survive a time limit
+            Path(out_dir, "bench_mot_train_raw.json").write_text(json.dumps(info, indent=1))
+    kernels.use(())
+    print(f"\n{'variant':52} {'step s':>7} {'tokens/s':>9} {'TFLOP/s':>8} {'MFU':>6} {'GiB':>5}  first CE / MSE"
           f"   ({name}, torch {torch.__version__}, {args.accum} x {batch.n_real} tokens, "
           f"{args.accum * flops / 1e12:.2f} TFLOP/step)")
     for variant, r in results.items():
         if "step_s" in r:
-            print(f"{variant:22} {r['step_s']:7.3f} {r['tokens_per_s']:9.0f} {r['tflops']:8.1f} {r['mfu']:6.1%} "
+            print(f"{variant:52} {r['step_s']:7.3f} {r['tokens_per_s']:9.0f} {r['tflops']:8.1f} {r['mfu']:6.1%} "
                   f"{r.get('max_mem_gib', 0):5.1f}  {r['first_ce']:.4f} / {r['first_mse']:.5f}")
         else:
-            print(f"{variant:22} {r['error']}")
-    ok = {v: r["step_s"] for v, r in results.items() if "step_s" in r}
-    for blocks, layout in (("eager", "seq"), ("compiled", "sorted"), ("compiled", "seq")):
-        d, f = f"dense-{blocks}-{layout}", f"flex-{blocks}-{layout}"
-        if d in ok and f in ok:
-            info[f"flex_over_dense_{blocks}_{layout}"] = ok[d] / ok[f]
-            print(f"flex / dense speed-up ({blocks} blocks, {layout}): {ok[d] / ok[f]:.2f}x")
-    out = os.environ.get("OUT")
-    if out:
-        Path(out, "bench_mot_train.json").write_text(json.dumps(info, indent=1))
+            print(f"{variant:52} {r['error']}")
+    record(info, results, args, out_dir)
     return 0
+
+
+def record(info: dict, results: dict, args, out_dir) -> None:
+    """Result rows: each change against today's path, the best path against both SDPA baselines (whole step
+    and attention alone), and the MFU against the 40% target."""
+    from benchmarks.record import Row, write_result
+
+    ok = {v: r for v, r in results.items() if "step_s" in r}
+    rows = []
+    today = ok.get(TODAY)
+    flex = {v: r for v, r in ok.items() if v.startswith("flex")}
+    best = max(flex, key=lambda v: flex[v]["tokens_per_s"]) if flex else None
+    for v, r in ok.items():
+        if today and v != TODAY and v.startswith("flex"):
+            rows.append(Row(name=f"step: {v}", metric="tokens/s", ours=r["tokens_per_s"], baseline=today["tokens_per_s"],
+                            baseline_name=f"{TODAY} (the trainer's path before)", note=f"MFU {r['mfu']:.1%}"))
+    for base in ("sample-compiled-seq", "dense-compiled-sorted"):
+        if best and base in ok:
+            label = "per-sample SDPA (BAGEL forward_train)" if base.startswith("sample") else "whole-pack SDPA, (T, T) mask"
+            rows.append(Row(name=f"whole step: {best} vs {label}", metric="tokens/s", ours=flex[best]["tokens_per_s"],
+                            baseline=ok[base]["tokens_per_s"], baseline_name=f"{base}, same compiled blocks"))
+    att = info.get("attention_alone_ms", {})
+    if isinstance(att.get("flex_sorted"), float):
+        for base, label, target in (("sample_sdpa", "per-sample SDPA (BAGEL forward_train)", 1.5),
+                                    ("dense_sdpa", "whole-pack SDPA, (T, T) mask", None)):
+            if isinstance(att.get(base), float):
+                rows.append(Row(name="attention alone (one layer, forward + backward): flex", metric="ms",
+                                ours=att["flex_sorted"], baseline=att[base], baseline_name=label, higher_is_better=False,
+                                target_ratio=target))
+    if best:
+        rows.append(Row(name=f"MFU of {best} (target 40%)", metric="MFU", ours=flex[best]["mfu"],
+                        baseline=today["mfu"] if today else None, baseline_name=TODAY, met=flex[best]["mfu"] >= 0.40))
+    if not rows:
+        return
+    kw = {"out_dir": Path(out_dir)} if out_dir else {}
+    write_result("bench_mot_train", rows, libraries=("torch", "triton", "liger-kernel"),
+                 extra={**info, "results": results, "best": best}, **kw)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from model import kernels
+
 TEXT, VIT, LATENT = 0, 1, 2  # token kinds; only LATENT goes to the generation expert
 
 
@@ -94,6 +96,8 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x):
+        if kernels.on("rmsnorm", x):
+            return kernels.rms_norm(x, self.weight, self.eps)
         dtype = x.dtype
         x = x.float()
         x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
@@ -162,7 +166,8 @@ class MLP(nn.Module):
         self.down_proj = nn.Linear(d_ff, d, bias=False)
 
     def forward(self, x):  # (n, D) -> (n, D)
-        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+        g, u = self.gate_proj(x), self.up_proj(x)
+        return self.down_proj(kernels.silu_mul(g, u) if kernels.on("swiglu", g) else F.silu(g) * u)
 
 
 class MoTAttention(nn.Module):
@@ -172,22 +177,31 @@ class MoTAttention(nn.Module):
         super().__init__()
         self.cfg = cfg
         H, Hkv, Dh, D = cfg.n_heads, cfg.n_kv_heads, cfg.head_dim, cfg.d_model
-        for suffix in ("", "_moe_gen"):
-            setattr(self, "q_proj" + suffix, nn.Linear(D, H * Dh, bias=True))
-            setattr(self, "k_proj" + suffix, nn.Linear(D, Hkv * Dh, bias=True))
-            setattr(self, "v_proj" + suffix, nn.Linear(D, Hkv * Dh, bias=True))
-            setattr(self, "o_proj" + suffix, nn.Linear(H * Dh, D, bias=False))
-            setattr(self, "q_norm" + suffix, RMSNorm(Dh, cfg.rms_eps))
-            setattr(self, "k_norm" + suffix, RMSNorm(Dh, cfg.rms_eps))
+        self.q_proj = nn.Linear(D, H * Dh, bias=True)
+        self.k_proj = nn.Linear(D, Hkv * Dh, bias=True)
+        self.v_proj = nn.Linear(D, Hkv * Dh, bias=True)
+        self.o_proj = nn.Linear(H * Dh, D, bias=False)
+        self.q_norm = RMSNorm(Dh, cfg.rms_eps)
+        self.k_norm = RMSNorm(Dh, cfg.rms_eps)
+        self.q_proj_moe_gen = nn.Linear(D, H * Dh, bias=True)
+        self.k_proj_moe_gen = nn.Linear(D, Hkv * Dh, bias=True)
+        self.v_proj_moe_gen = nn.Linear(D, Hkv * Dh, bias=True)
+        self.o_proj_moe_gen = nn.Linear(H * Dh, D, bias=False)
+        self.q_norm_moe_gen = RMSNorm(Dh, cfg.rms_eps)
+        self.k_norm_moe_gen = RMSNorm(Dh, cfg.rms_eps)
 
-    def _qkv(self, x, suffix):  # (n, D) -> (n, (H + 2*Hkv) * Dh), QK-normed per head
+    def _qkv(self, x, gen: bool):  # (n, D) -> (n, (H + 2*Hkv) * Dh), QK-normed per head
         c = self.cfg
-        proj = [getattr(self, name + suffix) for name in ("q_proj", "k_proj", "v_proj")]
+        if gen:
+            proj, q_norm, k_norm = (self.q_proj_moe_gen, self.k_proj_moe_gen, self.v_proj_moe_gen), \
+                self.q_norm_moe_gen, self.k_norm_moe_gen
+        else:
+            proj, q_norm, k_norm = (self.q_proj, self.k_proj, self.v_proj), self.q_norm, self.k_norm
         # one matmul for q, k and v: the k/v outputs alone are too narrow to fill the GPU
         qkv = F.linear(x, torch.cat([p.weight for p in proj]), torch.cat([p.bias for p in proj]))
         q, k, v = qkv.split([c.n_heads * c.head_dim, c.n_kv_heads * c.head_dim, c.n_kv_heads * c.head_dim], -1)
-        q = getattr(self, "q_norm" + suffix)(q.unflatten(-1, (c.n_heads, c.head_dim))).flatten(1)
-        k = getattr(self, "k_norm" + suffix)(k.unflatten(-1, (c.n_kv_heads, c.head_dim))).flatten(1)
+        q = q_norm(q.unflatten(-1, (c.n_heads, c.head_dim))).flatten(1)
+        k = k_norm(k.unflatten(-1, (c.n_kv_heads, c.head_dim))).flatten(1)
         return torch.cat([q, k, v], dim=-1)
 
     def forward(self, x, und_idx, gen_idx, rope, attn_mask, attend, past_kv=None):
@@ -196,13 +210,18 @@ class MoTAttention(nn.Module):
         ``past_kv`` (k, v) of earlier tokens is prepended for cached decoding; ``attn_mask`` then spans
         (T, T_past + T)."""
         c = self.cfg
-        qkv = route(x, und_idx, gen_idx, lambda a: self._qkv(a, ""), lambda a: self._qkv(a, "_moe_gen"))
+        qkv = route(x, und_idx, gen_idx, lambda a: self._qkv(a, False), lambda a: self._qkv(a, True))
         q, k, v = qkv.split([c.n_heads * c.head_dim, c.n_kv_heads * c.head_dim, c.n_kv_heads * c.head_dim], -1)
         cos, sin = rope
-        q = apply_rope(q.unflatten(-1, (c.n_heads, c.head_dim)), cos, sin)  # (T, H, Dh)
-        k = apply_rope(k.unflatten(-1, (c.n_kv_heads, c.head_dim)), cos, sin)  # (T, Hkv, Dh)
+        q = q.unflatten(-1, (c.n_heads, c.head_dim))  # (T, H, Dh)
+        k = k.unflatten(-1, (c.n_kv_heads, c.head_dim))  # (T, Hkv, Dh)
         v = v.unflatten(-1, (c.n_kv_heads, c.head_dim))
-        q, k, v = (t.transpose(0, 1).unsqueeze(0) for t in (q, k, v))  # (1, h, T, Dh)
+        if kernels.on("rope", q):
+            q, k = kernels.rope(q.transpose(0, 1).unsqueeze(0), k.transpose(0, 1).unsqueeze(0), cos, sin)
+            v = v.transpose(0, 1).unsqueeze(0)
+        else:
+            q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+            q, k, v = (t.transpose(0, 1).unsqueeze(0) for t in (q, k, v))  # (1, h, T, Dh)
         new_kv = (k, v)
         if past_kv is not None:
             k = torch.cat([past_kv[0], k], dim=2)
@@ -347,6 +366,10 @@ class MoT(nn.Module):
         """torch.compile each decoder block and ViT layer (one graph each kind: the layers share code)."""
         for layer in (*self.language_model.model.layers, *self.vit_model.layers):
             layer.compile(**kwargs)
+
+    def compile_trunk(self, **kwargs) -> None:
+        """torch.compile the whole decoder stack as one graph (fusion across block boundaries)."""
+        self.forward_hidden = torch.compile(self.forward_hidden, **kwargs)
 
     def num_params(self, expert: str = "und") -> int:
         """LLM parameters one token of the expert passes through ("und" or "gen"; embeddings and lm_head in)."""
