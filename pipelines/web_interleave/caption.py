@@ -1,106 +1,121 @@
-"""The model stage: a one-sentence caption per kept image, summaries of long text, an optional topic review.
+"""Stage 5, caption: a one-sentence caption per kept image, summaries of long text, an optional topic review.
 
-All requests of a batch go to the captioner in one ``caption()`` call (prompts image_caption@v1,
-summarize@v1, topic_label@v1). Text between two images is first joined into one segment, since BAGEL's
-300-token rule is about the text between images. A failed or empty caption drops its image (recorded);
-a failed summary keeps the original text, flagged.
+All requests of a batch go to the captioner in one ``caption()`` call (the prompts named in the ``caption``
+section). Text between two images is first joined into one block, since BAGEL's 300-token rule is about
+the text between images. A failed or empty caption drops its image (logged); a failed summary keeps the
+original text, flagged. The record gains ``captioner`` (backend, model).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from captioners.base import CaptionRequest
+from pipelines.core.sections import CACHE_DIR
 from pipelines.core.stage import drop
-
+from pipelines.web_interleave.doc import TextBlock, WebDoc, WebImage, count_check, log_entry, revise
 from pipelines.web_interleave.filters import count_tokens
 from pipelines.web_interleave.relevance import context_around
-from pipelines.web_interleave.stages import count_check, drop_image
-from pipelines.web_interleave.topic import doc_text, label_requests, parse_label
 
-CAPTION_PROMPT, SUMMARY_PROMPT, TOPIC_PROMPT = "image_caption@v1", "summarize@v1", "topic_label@v1"
+STAGE = "caption"
 
 
-def make_caption_state(cfg):
+def open_captioner(cfg):
+    """The stage's setup step: the configured captioner, with the request cache under ``<out>/cache``."""
     from captioners import make_captioner
 
-    cache = str(Path(cfg.run.out_dir) / "cache") if cfg.captioner.cache else None
-    return make_captioner(cfg.captioner, cache)
+    return make_captioner(cfg.captioner, str(Path(cfg.run.out_dir) / CACHE_DIR) if cfg.captioner.cache else None)
 
 
-def build_segments(doc: dict) -> list[dict]:
-    """Live items with consecutive text blocks joined (``pos`` becomes the list of original positions)."""
-    segs: list[dict] = []
-    for it in doc["items"]:
-        if it["type"] == "image":
-            if not it.get("dropped"):
-                segs.append(it)
-        elif segs and segs[-1]["type"] == "text":
-            segs[-1]["text"] += "\n" + it["text"]
-            segs[-1]["pos"].append(it["pos"])
+def join_text(doc: WebDoc) -> WebDoc:
+    """Consecutive text blocks joined into one (its ``pos`` covers all of theirs), with its token count."""
+    items: list = []
+    for it in doc.items:
+        if isinstance(it, TextBlock) and items and isinstance(items[-1], TextBlock):
+            items[-1] = replace(items[-1], text=items[-1].text + "\n" + it.text, pos=items[-1].pos + it.pos)
         else:
-            segs.append({"type": "text", "text": it["text"], "pos": [it["pos"]]})
-    return segs
+            items.append(it)
+    return replace(doc, items=tuple(replace(it, tokens=count_tokens(it.text)) if isinstance(it, TextBlock) else it
+                                    for it in items))
 
 
-def caption_docs(batch: list[dict], cfg, captioner) -> list[dict]:
-    requests: list[CaptionRequest] = []
-    targets: list[tuple[str, dict, dict]] = []  # (what, record, segment)
-    for rec in batch:
-        doc = rec["doc"]
-        doc["segments"] = segs = build_segments(doc)
-        for i, s in enumerate(segs):
-            if s["type"] == "image":
-                ctx = context_around(segs, i, cfg.filters.relevance_window)
-                s["context"] = ctx
-                requests.append(CaptionRequest(prompt_id=CAPTION_PROMPT, images=(s["data"],), max_tokens=60,
-                                               variables={"context": ctx, "text": ctx, "alt": s.get("alt", ""),
-                                                          "title": doc.get("title", "")}))
-                targets.append(("caption", rec, s))
-            else:
-                s["tokens"] = count_tokens(s["text"])
-                if s["tokens"] > cfg.text.max_tokens:
-                    s["long"] = True
-                    if cfg.text.summarize:
-                        requests.append(CaptionRequest(
-                            prompt_id=SUMMARY_PROMPT, max_tokens=cfg.text.max_tokens,
-                            variables={"text": s["text"], "max_tokens": cfg.text.max_tokens,
-                                       "max_words": int(cfg.text.max_tokens * 0.75)}))
-                        targets.append(("summary", rec, s))
+@dataclass
+class _Asks:
+    requests: list
+    targets: list  # (what, record index, position of the item in its document)
+
+
+def _requests(docs: list[WebDoc], cfg) -> _Asks:
+    from pipelines.web_interleave.topic import doc_text, label_requests
+
+    cc, asks = cfg.caption, _Asks([], [])
+    for k, doc in enumerate(docs):
+        plain = [{"type": "text", "text": it.text} if isinstance(it, TextBlock) else {"type": "image"}
+                 for it in doc.items]
+        for i, it in enumerate(doc.items):
+            if isinstance(it, WebImage):
+                ctx = context_around(plain, i, cfg.filters.relevance_window)
+                asks.requests.append(CaptionRequest(
+                    prompt_id=cc.caption_prompt_id, images=(it.data,), max_tokens=cc.caption_max_tokens,
+                    variables={"context": ctx, "text": ctx, "alt": it.alt, "title": doc.title}))
+                asks.targets.append(("caption", k, i, ctx))
+            elif it.tokens > cfg.text.max_tokens and cfg.text.summarize:
+                asks.requests.append(CaptionRequest(
+                    prompt_id=cc.summary_prompt_id, max_tokens=cfg.text.max_tokens,
+                    variables={"text": it.text, "max_tokens": cfg.text.max_tokens,
+                               "max_words": int(cfg.text.max_tokens * 0.75)}))
+                asks.targets.append(("summary", k, i, None))
         if cfg.topic.llm_review:
-            requests.extend(label_requests([doc_text(doc)]))
-            targets.append(("review", rec, {}))
-    results = captioner.caption(requests) if requests else []
-    info = {"backend": getattr(captioner, "backend", "?"), "model": getattr(captioner, "model", "?")}
-    reviews: dict[int, str | None] = {}
-    for (what, rec, seg), res in zip(targets, results):
-        rec["captioner_info"] = info
+            asks.requests.extend(replace(q, prompt_id=cc.review_prompt_id) for q in label_requests([doc_text(doc.plain())]))
+            asks.targets.append(("review", k, None, None))
+    return asks
+
+
+def _answered(doc: WebDoc, answers: list[tuple], cfg) -> tuple[WebDoc, str | None]:
+    """The document with its captions and summaries, and the reviewer's label (None without one)."""
+    from pipelines.web_interleave.topic import parse_label
+
+    items, dropped, label = list(doc.items), [], None
+    for what, i, ctx, res in answers:
         text = (res.text or "").strip()
         if what == "caption":
             if res.status == "error" or not text:
-                drop_image(rec["doc"], seg, "caption", "caption_error" if res.status == "error" else "caption_empty",
-                           {"error": (res.error or "")[:200]})
+                reason = "caption_error" if res.status == "error" else "caption_empty"
+                dropped.append(log_entry(items[i], STAGE, reason, {"error": (res.error or "")[:200]}))
             else:
-                seg.update(caption=_one_sentence(text), caption_status=res.status)
+                items[i] = replace(items[i], caption=_one_sentence(text), caption_status=res.status, context=ctx)
         elif what == "summary":
             if res.status == "ok" and text:
-                seg.update(summary=text, summary_tokens=count_tokens(text))
+                items[i] = replace(items[i], summary=text, summary_tokens=count_tokens(text))
             else:
-                seg["summary_error"] = res.error or res.status
+                items[i] = replace(items[i], summary_error=res.error or res.status)
         else:
-            reviews[id(rec)] = parse_label(text) if res.status != "error" else None
+            label = parse_label(text) if res.status != "error" else None
+    items = [replace(it, long=it.tokens > cfg.text.max_tokens) if isinstance(it, TextBlock) else it for it in items]
+    return revise(replace(doc, items=tuple(items)), dropped=dropped), label
+
+
+def caption_docs(batch: list[dict], cfg, captioner) -> list[dict]:
+    docs = [join_text(r["doc"]) for r in batch]
+    asks = _requests(docs, cfg)
+    results = captioner.caption(asks.requests) if asks.requests else []
+    if len(results) != len(asks.requests):
+        raise RuntimeError(f"captioner returned {len(results)} results for {len(asks.requests)} requests")
+    per: list[list[tuple]] = [[] for _ in batch]
+    for (what, k, i, ctx), res in zip(asks.targets, results):
+        per[k].append((what, i, ctx, res))
+    who = {"backend": getattr(captioner, "backend", "?"), "model": getattr(captioner, "model", "?")}
     out = []
-    for rec in batch:
-        rec.setdefault("captioner_info", info)
-        doc = rec["doc"]
-        doc["segments"] = [s for s in doc["segments"] if not s.get("dropped")]
-        if id(rec) in reviews:
-            label = reviews[id(rec)]
-            doc["topic"]["llm_label"] = label
-            if label is not None and label not in cfg.topic.keep_labels:
-                out.append(drop(rec, "caption", "off_topic_llm", {**doc["topic"]}))
-                continue
-        out.append(count_check(rec, cfg, "caption"))
+    for rec, doc, answers in zip(batch, docs, per):
+        doc, label = _answered(doc, answers, cfg)
+        if any(a[0] == "review" for a in answers):
+            doc = replace(doc, topic={**doc.topic, "llm_label": label})
+        rec = {**rec, "doc": doc, "captioner": who}
+        if label is not None and label not in cfg.topic.keep_labels:
+            out.append(drop(rec, STAGE, "off_topic_llm", {**doc.topic}))
+        else:
+            out.append(count_check(rec, cfg, STAGE))
     return out
 
 
@@ -108,3 +123,4 @@ def _one_sentence(text: str) -> str:
     """The first line of the model's answer, without list markers or quotes around it."""
     line = next((ln for ln in text.splitlines() if ln.strip()), text).strip()
     return line.lstrip("-*• ").strip().strip('"').strip()
+

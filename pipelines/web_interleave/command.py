@@ -14,53 +14,26 @@ import argparse
 import json
 import sys
 
-from schemas.config import ConfigError, build_config
-from pipelines.core.executor import run_pipeline
-from pipelines.net.fetch import Fetcher
 from pipelines.commands.job_flags import add_job_flags, check_captioner, job_overrides
-from pipelines.core.stage import Stage
-
+from pipelines.core.executor import run_pipeline
+from pipelines.web_interleave import pipeline as P
 from pipelines.web_interleave.config import WebConfig
+from schemas.config import ConfigError, build_config
 
-
-def build_stages(cfg: WebConfig) -> list[Stage]:
-    from pipelines.web_interleave.assemble import assemble_docs
-    from pipelines.web_interleave.caption import caption_docs, make_caption_state
-    from pipelines.web_interleave.stages import classify_topics, fetch_images, filter_images, make_image_state, read_docs
-    from pipelines.web_interleave.topic import load_classifier
-
-    bs = cfg.batch_size
-    # set-up stages become Ray actors that hold their CPUs for the whole job; small shares keep the
-    # five of them schedulable next to the tasks on a 2-core machine (the work itself is mostly I/O or batched)
-    return [
-        Stage("read", read_docs, cfg, setup=lambda c: Fetcher(c.fetch), num_cpus=0.2, batch_size=1),
-        Stage("topic", classify_topics, cfg, setup=lambda c: load_classifier(c.topic.classifier), num_cpus=0.2,
-              batch_size=bs * 4),
-        Stage("fetch", fetch_images, cfg, setup=lambda c: Fetcher(c.fetch), num_cpus=0.2, batch_size=bs),
-        Stage("images", filter_images, cfg, setup=make_image_state, num_cpus=0.2, batch_size=bs),
-        Stage("caption", caption_docs, cfg, setup=make_caption_state, num_cpus=0.2,
-              num_gpus=1.0 if cfg.captioner.device.startswith("cuda") else 0.0, batch_size=bs),
-        Stage("assemble", assemble_docs, cfg, num_cpus=1.0, batch_size=bs),
-    ]
+FLAGS = {**{k.replace("-", "_"): v[0] for k, v in P.FLAGS.items()}, "caption_batch_size": "caption.batch_size"}
 
 
 def check_config(cfg: WebConfig) -> None:
-    """Configuration problems in one sentence, before any work."""
-    from pipelines.web_interleave.topic import load_classifier
-
     check_captioner(cfg.captioner)
-    load_classifier(cfg.topic.classifier)
-    Fetcher(cfg.fetch).close()  # checks that SVG rasterising can load
+    P.check_config(cfg)
 
 
 def run_web_job(inputs: list[str], cfg: WebConfig) -> dict:
-    from pipelines.web_interleave.readers import expand_inputs
-
     check_config(cfg)
-    records = expand_inputs(inputs)
+    records = P.list_inputs(inputs, cfg)
     if not records:
         raise ConfigError("no inputs: give HTML files, folders, page URLs or files of documents")
-    return run_pipeline(build_stages(cfg), records, cfg.run, "web", cfg)
+    return run_pipeline(P.build_stages(cfg), records, cfg.run, P.NAME, cfg)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -71,10 +44,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add_job_flags(parser, "filters.min_images=2")
     parser.add_argument("--allow-private-net", action="store_true", default=None,
                         help="allow fetching from private, loopback and link-local addresses")
+    parser.add_argument("--min-images", type=int, help="images a document must keep")
+    parser.add_argument("--max-images", type=int, help="images a document may keep")
+    parser.add_argument("--caption-batch-size", type=int, help="documents per captioner call")
 
 
 def config_from_args(args) -> WebConfig:
-    overrides = job_overrides(args, {"allow_private_net": "fetch.allow_private_net"})
+    overrides = job_overrides(args, FLAGS)
     return build_config(WebConfig, args.config, overrides, preset=args.preset)
 
 

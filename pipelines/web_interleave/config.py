@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from captioners.base import CaptionerConfig
-from pipelines.core.executor import RunConfig
+from pipelines.core.sections import CaptionConfig, RunConfig
 from pipelines.net.fetch import FetchConfig
 
 UI_URL_PATTERNS = ("icon", "widget", "logo", "avatar", "button", "banner", "sprite", "badge")
@@ -106,22 +106,54 @@ class TextConfig:
 
 
 @dataclass(frozen=True)
+class WebCaptionConfig(CaptionConfig):
+    """The caption stage (documents per captioner call, workers and their CPUs/GPUs: see
+    ``pipelines.core.sections.CaptionConfig``) and its prompts.
+
+    caption_prompt_id / caption_max_tokens: the one-sentence caption before each image and its token limit.
+    summary_prompt_id: summaries of text over ``text.max_tokens``; review_prompt_id: the optional topic review.
+    """
+
+    batch_size: int = 4
+    caption_prompt_id: str = "image_caption@v1"
+    caption_max_tokens: int = 60
+    summary_prompt_id: str = "summarize@v1"
+    review_prompt_id: str = "topic_label@v1"
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.caption_max_tokens < 1:
+            raise ValueError("caption_max_tokens must be positive")
+
+
+@dataclass(frozen=True)
 class WebConfig:
-    """Everything ``braid web`` needs; YAML files and flags map onto these fields (``fetch.timeout_s``)."""
+    """Everything ``braid web`` needs; YAML files and flags map onto these fields (``fetch.timeout_s``).
+
+    batch_size: documents per batch of the CPU stages.
+    """
 
     run: RunConfig = field(default_factory=RunConfig)
     captioner: CaptionerConfig = field(default_factory=CaptionerConfig)
+    caption: WebCaptionConfig = field(default_factory=WebCaptionConfig)
     fetch: FetchConfig = field(default_factory=FetchConfig)
     filters: FilterConfig = field(default_factory=FilterConfig)
     topic: TopicConfig = field(default_factory=TopicConfig)
     text: TextConfig = field(default_factory=TextConfig)
-    batch_size: int = 4  # documents per stage batch
+    batch_size: int = 4
+
+    def __post_init__(self):
+        if self.batch_size < 1:
+            raise ValueError("batch_size must be positive")
 
     @classmethod
     def tiny(cls) -> WebConfig:
-        """For tests: in-process, short timeouts, one retry."""
-        return cls(run=RunConfig(executor="local", chunk_size=8),
+        """Tests and the demo: in-process, the deterministic stub captioner, short timeouts, one retry."""
+        return cls(run=RunConfig(executor="local", chunk_size=8), captioner=CaptionerConfig(backend="stub", model="stub"),
                    fetch=FetchConfig(timeout_s=2.0, connect_timeout_s=1.0, retries=1, backoff_s=0.05))
 
-    def with_out(self, out_dir: str) -> WebConfig:
-        return replace(self, run=replace(self.run, out_dir=out_dir))
+    @classmethod
+    def gpu(cls) -> WebConfig:
+        """A Ray cluster with GPU captioner workers (vLLM in-process engine)."""
+        return cls(captioner=CaptionerConfig(backend="vllm", dtype="bfloat16", device="cuda", batch_size=64),
+                   caption=WebCaptionConfig(batch_size=16, num_gpus=1.0))

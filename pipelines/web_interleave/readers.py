@@ -22,8 +22,6 @@ import json
 import urllib.parse
 from pathlib import Path
 
-from schemas import make_key
-
 HTML_EXTS = (".html", ".htm", ".xhtml")
 TABLE_EXTS = (".jsonl", ".json", ".parquet")
 
@@ -32,38 +30,30 @@ class InputError(ValueError):
     """A document or row that cannot be read: ends as a failed record."""
 
 
-def expand_inputs(args: list[str]) -> list[dict]:
-    """Input records for the executor: one per HTML page, URL, or file of documents (folders expanded)."""
-    from schemas.config import ConfigError
-    from pipelines.core.stage import new_record
+def expand_inputs(specs: list[str]) -> list[dict]:
+    """Input records (``pipelines.core.inputs``): one per HTML page, URL, or file of documents (folders, globs
+    and list files expanded), with ``source`` (the uri), ``kind`` (``url``, ``html``, ``table`` or ``unknown``)
+    and ``local_root`` (the folder named on the command line, else the file's own folder: where its local
+    images may come from). A path that does not exist is a ``failed`` record."""
+    from pipelines.core.inputs import is_remote, list_inputs, local_path
 
-    specs: list[dict] = []
-    for arg in args:
-        if urllib.parse.urlparse(arg).scheme in ("http", "https"):
-            specs.append({"source": arg, "kind": "url", "local_root": None})
-            continue
-        p = Path(arg)
-        if p.is_dir():
-            files = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in HTML_EXTS + TABLE_EXTS)
-            specs += [{"source": str(f.resolve()), "kind": _kind(f), "local_root": str(p.resolve())} for f in files]
-        elif p.is_file():
-            if p.suffix.lower() not in HTML_EXTS + TABLE_EXTS:
-                raise ConfigError(f"input {arg!r} is neither HTML ({', '.join(HTML_EXTS)}) nor a file of documents "
-                                  f"({', '.join(TABLE_EXTS)})")
-            specs.append({"source": str(p.resolve()), "kind": _kind(p), "local_root": str(p.resolve().parent)})
-        else:
-            raise ConfigError(f"input {arg!r} is not a file, folder or http(s) URL")
-    out, seen = [], set()
-    for s in specs:
-        if s["source"] in seen:
-            continue
-        seen.add(s["source"])
-        out.append(new_record(make_key(s["source"]), **s))
-    return out
+    out = []
+    for spec in specs:
+        remote = is_remote(spec)
+        root = None if remote else Path(local_path(spec))
+        for rec in list_inputs([spec], None if remote else HTML_EXTS + TABLE_EXTS):
+            uri = rec.get("uri", spec)
+            local = None if is_remote(uri) else Path(local_path(uri))
+            kind = "url" if urllib.parse.urlparse(uri).scheme in ("http", "https") else _kind(local) if local else "unknown"
+            folder = str(root.resolve()) if root is not None and root.is_dir() else str(local.parent) if local else None
+            out.append({**rec, "source": uri, "kind": kind, "local_root": folder})
+    seen: set[str] = set()
+    return [r for r in out if not (r["id"] in seen or seen.add(r["id"]))]
 
 
 def _kind(p: Path) -> str:
-    return "html" if p.suffix.lower() in HTML_EXTS else "table"
+    low = p.name.lower()
+    return "html" if low.endswith(HTML_EXTS) else "table" if low.endswith(TABLE_EXTS) else "unknown"
 
 
 def number_items(items: list[dict]) -> list[dict]:

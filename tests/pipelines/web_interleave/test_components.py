@@ -172,26 +172,30 @@ def test_caption_stage_summaries_errors_and_order():
     from dataclasses import replace
 
     from pipelines.web_interleave.caption import caption_docs
+    from pipelines.web_interleave.doc import TextBlock, WebDoc, WebImage
 
     cfg = WebConfig.tiny()
     long_text = " ".join(["word"] * 320)
-    items = [{"type": "text", "text": "Intro.", "pos": 0}, {"type": "text", "text": long_text, "pos": 1}]
+    items = [TextBlock("Intro.", (0,)), TextBlock(long_text, (1,))]
     for i, alt in enumerate(["a pan", "broken", "a pot", "a lid"]):
-        items += [{"type": "image", "src": f"http://x/{i}.jpg", "alt": alt, "pos": 2 + 2 * i, "data": drawing(i)},
-                  {"type": "text", "text": f"Step {i}.", "pos": 3 + 2 * i}]
-    rec = {"id": "d", "input": "d", "status": "ok", "doc": {"doc_id": "d", "title": "T", "items": items, "topic": {}}}
+        items += [WebImage(f"http://x/{i}.jpg", 2 + 2 * i, alt, data=drawing(i)), TextBlock(f"Step {i}.", (3 + 2 * i,))]
+    doc = WebDoc("d", "http://x/", "html", tuple(items), title="T")
+    rec = {"id": "d", "input": "d", "status": "ok", "doc": doc}
     cap = StandIn()
-    out = caption_docs([json.loads(json.dumps(rec, default=lambda b: None)) | {"doc": rec["doc"]}], cfg, cap)[0]
-    segs = out["doc"]["segments"]
+    out = caption_docs([rec], cfg, cap)[0]
+    assert rec["doc"] is doc and doc.items == tuple(items)  # the input record is left as it was
+    segs = out["doc"].items
     # the image whose caption failed is gone; the text around it keeps its place
-    assert out["status"] == "ok" and [s["type"] for s in segs] == ["text", "image", "text", "text", "image", "text",
-                                                                   "image", "text"]
-    assert segs[0]["pos"] == [0, 1] and segs[0]["summary"] == "A short summary." and segs[0]["long"]
-    assert [s["caption"] for s in segs if s["type"] == "image"] == ["A photo of a pan.", "A photo of a pot.",
-                                                                     "A photo of a lid."]
-    assert out["doc"]["image_log"][0]["reason"] == "caption_error"
+    assert out["status"] == "ok" and [type(s).__name__ for s in segs] == [
+        "TextBlock", "WebImage", "TextBlock", "TextBlock", "WebImage", "TextBlock", "WebImage", "TextBlock"]
+    assert segs[0].pos == (0, 1) and segs[0].summary == "A short summary." and segs[0].long
+    assert (segs[2].pos, segs[3].pos) == ((3,), (5,))
+    assert [s.caption for s in segs if isinstance(s, WebImage)] == ["A photo of a pan.", "A photo of a pot.",
+                                                                    "A photo of a lid."]
+    assert out["doc"].image_log[0]["reason"] == "caption_error" and out["captioner"]["backend"] == "standin"
+    # retrying the same record gives the same result
+    assert caption_docs([rec], cfg, StandIn())[0] == out
     # summaries off: the long segment is kept and flagged
-    rec2 = json.loads(json.dumps(rec, default=lambda b: None)) | {"doc": {**rec["doc"], "items": items}}
-    out2 = caption_docs([rec2], replace(cfg, text=replace(cfg.text, summarize=False)), StandIn())[0]
-    first = out2["doc"]["segments"][0]
-    assert first["long"] and "summary" not in first and first["tokens"] > 300
+    out2 = caption_docs([rec], replace(cfg, text=replace(cfg.text, summarize=False)), StandIn())[0]
+    first = out2["doc"].items[0]
+    assert first.long and not first.summary and first.tokens > 300

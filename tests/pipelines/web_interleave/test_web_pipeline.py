@@ -9,13 +9,19 @@ from pathlib import Path
 import pytest
 
 from pipelines.commands.cli import main as braid
-from schemas.config import ConfigError, build_config
-from pipelines.web_interleave.command import run_web_job
+from pipelines.core.executor import run_pipeline
+from pipelines.web_interleave import pipeline as web
 from pipelines.web_interleave.config import WebConfig
 from schemas import load_manifest, read_samples, validate
+from schemas.config import ConfigError, build_config
 
 FAULT_REASONS = {"http_404", "http_500", "timeout", "too_large", "not_an_image", "pixel_cap", "too_many_redirects",
                  "refused_address", "robots", "ui_url"}
+
+
+def run_web_job(specs: list[str], cfg: WebConfig) -> dict:
+    web.check_config(cfg)
+    return run_pipeline(web.build_stages(cfg), web.list_inputs(specs, cfg), cfg.run, web.NAME, cfg)
 
 
 def web_cfg(out: Path, executor: str = "local", **over) -> WebConfig:
@@ -181,8 +187,9 @@ def test_command_line_and_config_errors(web_server, gen_site, tmp_path, capsys):
     assert code == 0 and json.loads((out / "summary.json").read_text())["written"] == 1
     assert braid(["web", "x.html", "--out", str(tmp_path / "o2"), "--captioner", "hf"]) == 2
     assert "needs a model" in capsys.readouterr().err
-    with pytest.raises(ConfigError, match="not a file, folder"):
-        run_web_job([str(tmp_path / "missing.html")], web_cfg(tmp_path / "o3"))
+    summary = run_web_job([str(tmp_path / "missing.html")], web_cfg(tmp_path / "o3"))
+    rec = next(iter(leaf_outcomes(tmp_path / "o3").values()))
+    assert summary["failed"] == 1 and rec["error_kind"] == "not_found" and "missing.html" in rec["message"]
     with pytest.raises(ConfigError, match="min_images"):
         build_config(WebConfig, None, {"filters.min_images": 9})
     # without --allow-private-net, loopback pages are refused and recorded, not fetched
