@@ -5,9 +5,18 @@ one record per input (``stage.new_record``) with ``uri``, ``licence`` and ``meta
 ``.txt`` (one uri per line, ``#`` comments), ``.jsonl`` (objects with ``uri`` and optional ``id``,
 ``licence``, ``metadata``) or ``.csv``/``.tsv`` (a header with ``uri`` and the same optional columns;
 other columns go into ``meta``); relative paths in it are relative to the list file. Ids come from the
-uri (``schemas.make_key``) unless given. A path that does not exist becomes a ``failed`` record, not an
-exception. Remote inputs (http(s)://, s3://, gs://, any fsspec URI) are not touched while listing;
-``fetch_to_temp`` downloads one with size and time limits when a stage needs the bytes.
+uri (``schemas.make_key``) unless given.
+
+Bad inputs become ``failed`` records, never exceptions, each alone: a path that does not exist
+(``not_found``), an empty input name (``not_found``), a list file that cannot be read (``unreadable``),
+a list line that is not UTF-8, not a JSON object or has no uri (``bad_list_entry``; the other lines
+still count). ``*``, ``?`` and ``[`` make a local path or a non-HTTP URI a glob, unless a file of that
+exact name exists; an http(s) URL is never a glob, as ``?`` starts its query (signed S3/HTTP URLs).
+
+Remote inputs (http(s)://, s3://, gs://, any fsspec URI) are not touched while listing; a stage
+downloads one when it needs the bytes (``pipelines.net.download``). Remote list files are read while
+listing, through ``read_remote(uri) -> bytes`` when given (the pipelines pass the guarded downloader),
+else through fsspec for non-HTTP schemes and the guarded downloader with default settings for http(s).
 """
 
 from __future__ import annotations
@@ -18,31 +27,31 @@ import io
 import json
 import logging
 import os
-import tempfile
-import time
+import re
+import urllib.parse
+from collections.abc import Callable
 from pathlib import Path
 
-from schemas import make_key
-
 from pipelines.core.stage import fail, new_record
+from schemas import make_key
 
 log = logging.getLogger("braid")
 
 VIDEO_EXTS = (".mp4", ".mkv", ".webm", ".mov", ".avi", ".m4v", ".mpg", ".mpeg", ".ts", ".flv", ".wmv", ".3gp")
 LIST_EXTS = (".txt", ".jsonl", ".csv", ".tsv", ".lst")
+LIST_FILE_MAX_BYTES = 1 << 30
 _GLOB_CHARS = "*?["
+_NOT_UTF8 = re.compile("[\udc80-\udcff]")  # bytes that were not UTF-8, kept by ``surrogateescape``
 
-
-class FetchError(Exception):
-    """A remote input could not be fetched; ``kind`` is a short error kind for the manifest."""
-
-    def __init__(self, kind: str, message: str):
-        super().__init__(message)
-        self.kind = kind
+ReadRemote = Callable[[str], bytes]
 
 
 def is_remote(uri: str) -> bool:
     return "://" in uri and not uri.startswith("file://")
+
+
+def is_http(uri: str) -> bool:
+    return uri[:8].lower().startswith(("http://", "https://"))
 
 
 def local_path(uri: str) -> str:
@@ -62,26 +71,46 @@ def _missing(uri: str, message: str, id: str | None = None) -> dict:
     return fail(_record(uri, id), "input", "not_found", message)
 
 
+def _name(uri: str) -> str:
+    """What extensions are judged on: an http(s) URL's path (not its query), else the uri itself."""
+    return urllib.parse.urlsplit(uri).path if is_http(uri) else uri
+
+
 def _want(name: str, exts: tuple[str, ...] | None) -> bool:
     return exts is None or name.lower().endswith(exts)
 
 
 def _is_list(spec: str, exts: tuple[str, ...] | None) -> bool:
-    return spec.lower().endswith(LIST_EXTS) and not (exts and _want(spec, exts))
+    name = _name(spec)
+    return name.lower().endswith(LIST_EXTS) and not (exts and _want(name, exts))
 
 
-def _open_text(uri: str) -> str:
-    if is_remote(uri):
-        import fsspec
+def _read_bytes(uri: str, read_remote: ReadRemote | None) -> bytes:
+    if not is_remote(uri):
+        path = Path(local_path(uri))
+        if path.stat().st_size > LIST_FILE_MAX_BYTES:
+            raise ValueError(f"over {LIST_FILE_MAX_BYTES} bytes")
+        return path.read_bytes()
+    if read_remote is None and is_http(uri):
+        from pipelines.net.download import download_bytes  # the guarded path, with default settings
 
-        with fsspec.open(uri, "rt", encoding="utf-8") as f:
-            return f.read()
-    return Path(local_path(uri)).read_text(encoding="utf-8")
+        read_remote = download_bytes
+    if read_remote is not None:
+        return read_remote(uri)
+    import fsspec
+
+    with fsspec.open(uri, "rb") as f:
+        data = f.read(LIST_FILE_MAX_BYTES + 1)
+    if len(data) > LIST_FILE_MAX_BYTES:
+        raise ValueError(f"over {LIST_FILE_MAX_BYTES} bytes")
+    return data
 
 
 def _resolve(entry: str, base: str) -> str:
     if is_remote(entry) or entry.startswith("file://") or os.path.isabs(entry):
         return entry
+    if is_http(base):
+        return urllib.parse.urljoin(base, entry)
     if is_remote(base):
         return base.rsplit("/", 1)[0] + "/" + entry
     return str(Path(local_path(base)).resolve().parent / entry)
@@ -114,38 +143,73 @@ def _check(rec: dict) -> dict:
     return rec
 
 
-def read_list_file(uri: str) -> list[dict]:
-    """Records from a ``.txt``, ``.jsonl`` or ``.csv``/``.tsv`` list file."""
-    text = _open_text(uri)
-    low = uri.lower()
+def _bad_line(uri: str, n: int, why: str) -> dict:
+    return fail(new_record(make_key(uri, n)), "input", "bad_list_entry", f"{uri} line {n}: {why}")
+
+
+def _lines(text: str) -> list[tuple[int, str]]:
+    """(line number, line) of the non-empty lines; only newlines split (JSON may hold U+2028 and kin)."""
+    return [(n, line.rstrip("\r")) for n, line in enumerate(text.split("\n"), 1) if line.strip()]
+
+
+def read_list_file(uri: str, read_remote: ReadRemote | None = None) -> list[dict]:
+    """Records from a ``.txt``, ``.jsonl`` or ``.csv``/``.tsv`` list file; each bad line fails alone."""
+    try:
+        raw = _read_bytes(uri, read_remote)
+    except Exception as e:  # noqa: BLE001 - any reader failure (missing, denied, network) fails this input
+        why = getattr(e, "kind", None) or type(e).__name__
+        return [fail(_record(uri), "input", "unreadable", f"cannot read the list file {uri}: {why}: {e}")]
+    text = raw.decode("utf-8", "surrogateescape").removeprefix("\ufeff")
+    low = _name(uri).lower()
     out = []
+    not_utf8 = "not UTF-8 text (the line is skipped; the others are read)"
     if low.endswith(".jsonl"):
-        for n, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
+        for n, line in _lines(text):
+            if _NOT_UTF8.search(line):
+                out.append(_bad_line(uri, n, not_utf8))
                 continue
             try:
                 obj = json.loads(line)
-            except json.JSONDecodeError:
+            except (json.JSONDecodeError, RecursionError, ValueError):
                 obj = None
             if not isinstance(obj, dict):
-                out.append(fail(new_record(make_key(uri, n)), "input", "bad_list_entry",
-                                f"{uri} line {n}: not a JSON object"))
+                out.append(_bad_line(uri, n, "not a JSON object"))
                 continue
             out.append(_entry(obj, uri, f"{uri} line {n}"))
     elif low.endswith((".csv", ".tsv")):
-        reader = csv.DictReader(io.StringIO(text), delimiter="\t" if low.endswith(".tsv") else ",")
-        for n, row in enumerate(reader, 2):
-            out.append(_entry({k.strip(): v for k, v in row.items() if k}, uri, f"{uri} line {n}"))
+        reader = csv.DictReader(io.StringIO(text, newline=""), delimiter="\t" if low.endswith(".tsv") else ",")
+        try:
+            for row in reader:
+                n = reader.line_num
+                if any(_NOT_UTF8.search(str(v)) for kv in row.items() for v in kv if v):
+                    out.append(_bad_line(uri, n, not_utf8))
+                    continue
+                out.append(_entry({k.strip(): v for k, v in row.items() if isinstance(k, str)}, uri, f"{uri} line {n}"))
+        except csv.Error as e:
+            out.append(_bad_line(uri, reader.line_num, f"not CSV ({e}); the lines after it are not read"))
     else:
-        for line in text.splitlines():
+        for n, line in _lines(text):
             line = line.strip()
-            if line and not line.startswith("#"):
-                out.append(_check(_record(_resolve(line, uri))))
+            if line.startswith("#"):
+                continue
+            if _NOT_UTF8.search(line):
+                out.append(_bad_line(uri, n, not_utf8))
+                continue
+            out.append(_check(_record(_resolve(line, uri))))
     return out
 
 
-def _expand(spec: str, exts: tuple[str, ...] | None) -> list[dict]:
-    if any(c in spec for c in _GLOB_CHARS):
+def _is_glob(spec: str) -> bool:
+    """Glob characters make a pattern, except in http(s) URLs (``?`` starts the query) and existing files."""
+    if is_http(spec) or not any(c in spec for c in _GLOB_CHARS):
+        return False
+    return is_remote(spec) or not os.path.exists(local_path(spec))
+
+
+def _expand(spec: str, exts: tuple[str, ...] | None, read_remote: ReadRemote | None) -> list[dict]:
+    if not spec.strip():
+        return [_missing(repr(spec), "an empty input name: give a file, folder, glob, list file or URL")]
+    if _is_glob(spec):
         if is_remote(spec):
             import fsspec
 
@@ -158,7 +222,7 @@ def _expand(spec: str, exts: tuple[str, ...] | None) -> list[dict]:
         found = [p for p in found if _want(p, exts)]
         return [_record(p) for p in found] or [_missing(spec, f"no input matches the pattern {spec}")]
     if is_remote(spec):
-        return read_list_file(spec) if _is_list(spec, exts) else [_record(spec)]
+        return read_list_file(spec, read_remote) if _is_list(spec, exts) else [_record(spec)]
     path = Path(local_path(spec))
     if path.is_dir():
         files = sorted(p for p in path.rglob("*") if p.is_file() and _want(p.name, exts))
@@ -168,79 +232,22 @@ def _expand(spec: str, exts: tuple[str, ...] | None) -> list[dict]:
     if not path.exists():
         return [_missing(spec, f"input path does not exist: {spec}")]
     if _is_list(spec, exts):
-        return read_list_file(str(path.resolve()))
+        return read_list_file(str(path.resolve()), read_remote)
     return [_record(str(path.resolve()))]
 
 
-def list_inputs(specs: list[str], exts: tuple[str, ...] | None = None) -> list[dict]:
-    """One record per input, in the order given; a uri listed twice is kept once."""
+def list_inputs(specs: list[str], exts: tuple[str, ...] | None = None,
+                read_remote: ReadRemote | None = None) -> list[dict]:
+    """One record per input, in the order given; a uri listed twice is kept once.
+
+    ``read_remote(uri) -> bytes`` reads remote list files (see the module doc).
+    """
     out, seen = [], set()
     for spec in specs:
-        for rec in _expand(spec, exts):
+        for rec in _expand(spec, exts, read_remote):
             if rec["id"] in seen:
                 log.info("input %s listed more than once; kept once", rec.get("uri"))
                 continue
             seen.add(rec["id"])
             out.append(rec)
     return out
-
-
-def fetch_to_temp(uri: str, max_bytes: int, timeout_s: float, dest_dir: str | None = None) -> Path:
-    """Download ``uri`` to a new temporary file (the caller deletes it). Raises FetchError."""
-    suffix = Path(uri.split("?", 1)[0]).suffix[:8]
-    fd, tmp = tempfile.mkstemp(prefix="braid-fetch-", suffix=suffix, dir=dest_dir)
-    deadline = time.monotonic() + timeout_s
-    try:
-        with os.fdopen(fd, "wb") as out:
-            if uri.startswith(("http://", "https://")):
-                _fetch_http(uri, out, max_bytes, timeout_s, deadline)
-            else:
-                _fetch_fsspec(uri, out, max_bytes, deadline)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-    return Path(tmp)
-
-
-def _fetch_http(uri: str, out, max_bytes: int, timeout_s: float, deadline: float) -> None:
-    import httpx
-
-    try:
-        with httpx.stream("GET", uri, timeout=min(timeout_s, 30.0), follow_redirects=True) as r:
-            if r.status_code != 200:
-                raise FetchError(f"http_{r.status_code}", f"GET {uri} answered HTTP {r.status_code}")
-            size = int(r.headers.get("content-length") or 0)
-            if size > max_bytes:
-                raise FetchError("too_large", f"{uri} is {size} bytes, over the {max_bytes}-byte limit")
-            _copy(r.iter_bytes(1 << 20), out, uri, max_bytes, deadline)
-    except httpx.TimeoutException as e:
-        raise FetchError("timeout", f"GET {uri} timed out ({type(e).__name__})") from None
-    except httpx.HTTPError as e:
-        raise FetchError("connection_error", f"GET {uri} failed: {type(e).__name__}: {e}") from None
-
-
-def _fetch_fsspec(uri: str, out, max_bytes: int, deadline: float) -> None:
-    try:
-        import fsspec
-
-        with fsspec.open(uri, "rb") as f:
-            _copy(iter(lambda: f.read(1 << 20), b""), out, uri, max_bytes, deadline)
-    except FetchError:
-        raise
-    except FileNotFoundError:
-        raise FetchError("not_found", f"{uri} does not exist") from None
-    except ImportError as e:
-        raise FetchError("unsupported_scheme", f"cannot read {uri}: {e} (install the fsspec backend)") from None
-    except (OSError, ValueError) as e:
-        raise FetchError("fetch_error", f"cannot read {uri}: {type(e).__name__}: {e}") from None
-
-
-def _copy(chunks, out, uri: str, max_bytes: int, deadline: float) -> None:
-    n = 0
-    for chunk in chunks:
-        n += len(chunk)
-        if n > max_bytes:
-            raise FetchError("too_large", f"{uri} is over the {max_bytes}-byte limit")
-        if time.monotonic() > deadline:
-            raise FetchError("timeout", f"fetching {uri} took longer than the time limit")
-        out.write(chunk)

@@ -6,7 +6,8 @@ Every fetch ends in a ``FetchResult`` whose ``outcome`` is ``ok`` or one error k
 |---------------------|--------------------------------------------------------------------------|
 | ok                  | bytes arrived and (for images) decoded; ``data`` holds jpg/png/webp bytes |
 | bad_url             | not http(s), data: or an allowed local path; malformed                    |
-| refused_address     | the host resolves to a private/loopback/link-local/metadata address       |
+| refused_address     | the host is or resolves to a private/loopback/link-local/metadata address, |
+|                     | or is a number in disguise (``127.1``, ``2130706433``)                    |
 | dns_error           | the host does not resolve                                                |
 | connection_error    | connect/read failed after the retries                                    |
 | timeout             | no complete answer within ``timeout_s`` after the retries                |
@@ -17,13 +18,18 @@ Every fetch ends in a ``FetchResult`` whose ``outcome`` is ``ok`` or one error k
 | not_an_image        | the bytes do not decode as an image, whatever the content type says      |
 | pixel_cap           | width x height over ``max_pixels`` (decompression bombs)                  |
 | svg_rejected        | an SVG while ``svg`` is ``reject``                                       |
+| decode_limit        | rasterising the SVG went over ``timeout_s`` of time or the memory cap    |
 | outside_local_root  | a local path outside the folder the page came from                        |
 | file_missing        | a local path that does not exist                                         |
 
-Address checks (``pipelines/netguard.py``) happen on the addresses the connection actually uses (a
+Outcomes in ``RETRYABLE_OUTCOMES`` (timeouts, connection and DNS errors, 429 and 5xx) may heal by
+themselves and are worth another run; every other error outcome is permanent for the same bytes.
+
+Address checks (``pipelines/net/netguard.py``) happen on the addresses the connection actually uses (a
 resolver that filters what DNS returns), for every redirect hop, so DNS tricks and redirects cannot
 reach a refused network. Metadata endpoints (169.254.169.254 and kin) stay refused even with
-``allow_private_net``. Image bytes are checked and converted by ``pipelines/image_decode.py``.
+``allow_private_net``. Image bytes are checked and converted by ``pipelines/net/image_decode.py``;
+``Fetcher.download`` streams a large body (a remote video) to a file under one overall deadline.
 """
 
 from __future__ import annotations
@@ -39,10 +45,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipelines.net.image_decode import decode_image
-from pipelines.net.netguard import Refused, address_refusal, guarded_resolver_class
+from pipelines.net.netguard import Refused, address_refusal, guarded_resolver_class, numeric_host_refusal
 
 REDIRECTS = (301, 302, 303, 307, 308)
 RETRY_STATUS = (429, 500, 502, 503, 504)
+RETRYABLE_OUTCOMES = frozenset({"timeout", "connection_error", "dns_error", *(f"http_{c}" for c in RETRY_STATUS)})
+
+
+def is_retryable(outcome: str) -> bool:
+    """Whether a fetch outcome may heal by itself (a later run may succeed on the same URL)."""
+    return outcome in RETRYABLE_OUTCOMES
 
 
 @dataclass(frozen=True)
@@ -263,18 +275,22 @@ class Fetcher:
         res.elapsed_s = time.perf_counter() - t0
         return res
 
-    async def _http(self, url: str, res: FetchResult, cap: int) -> bytes:
+    async def _http(self, url: str, res: FetchResult, cap: int, sink=None, timeout=None) -> bytes:
+        """The body (or b"" after writing it to ``sink``), with retries after failures that may heal."""
         import aiohttp
 
-        timeout = aiohttp.ClientTimeout(total=self.cfg.timeout_s, connect=self.cfg.connect_timeout_s)
+        timeout = timeout or aiohttp.ClientTimeout(total=self.cfg.timeout_s, connect=self.cfg.connect_timeout_s)
         session = await self._get_session()
         last: Refused | None = None
         for attempt in range(self.cfg.retries + 1):
             if attempt:
                 await asyncio.sleep(self.cfg.backoff_s * 2 ** (attempt - 1))
             res.attempts = attempt + 1
+            if sink is not None:
+                sink.seek(0)
+                sink.truncate()
             try:
-                return await self._follow(session, url, res, cap, timeout)
+                return await self._follow(session, url, res, cap, timeout, sink)
             except Refused as r:
                 last = r
                 if r.outcome not in ("timeout", "connection_error") and not (
@@ -283,7 +299,7 @@ class Fetcher:
         assert last is not None
         raise last
 
-    async def _follow(self, session, url: str, res: FetchResult, cap: int, timeout) -> bytes:
+    async def _follow(self, session, url: str, res: FetchResult, cap: int, timeout, sink=None) -> bytes:
         import aiohttp
 
         current = url
@@ -291,13 +307,15 @@ class Fetcher:
             parsed = urllib.parse.urlsplit(current)
             if parsed.scheme.lower() not in ("http", "https") or not parsed.hostname:
                 raise Refused("bad_url", f"cannot fetch {current[:200]!r}")
+            host = parsed.hostname.strip("[]")
             try:
-                ipaddress.ip_address(parsed.hostname.strip("[]"))
-                why = address_refusal(parsed.hostname.strip("[]"), self.cfg.allow_private_net)
-                if why:
-                    raise Refused("refused_address", why)
-            except ValueError:
-                pass  # a host name: the resolver checks what it resolves to
+                ipaddress.ip_address(host)
+            except ValueError:  # a host name: the resolver checks what it resolves to
+                why = numeric_host_refusal(host)
+            else:
+                why = address_refusal(host, self.cfg.allow_private_net)
+            if why:
+                raise Refused("refused_address", why)
             res.redirects, res.final_url = hop, current
             try:
                 async with session.get(current, allow_redirects=False, timeout=timeout) as resp:
@@ -315,21 +333,55 @@ class Fetcher:
                             raise Refused("robots", f"X-Robots-Tag: {tag}")
                     if resp.content_length is not None and resp.content_length > cap:
                         raise Refused("too_large", f"Content-Length {resp.content_length} > {cap}")
-                    buf = bytearray()
+                    buf, n = bytearray(), 0
                     async for chunk in resp.content.iter_chunked(1 << 16):
-                        buf += chunk
-                        if len(buf) > cap:
+                        n += len(chunk)
+                        if n > cap:
                             raise Refused("too_large", f"body over {cap} bytes")
+                        if sink is None:
+                            buf += chunk
+                        else:
+                            sink.write(chunk)
                     return bytes(buf)
             except Refused:
                 raise
             except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as e:
-                raise Refused("timeout", f"no complete answer within {self.cfg.timeout_s}s ({type(e).__name__})") from None
+                raise Refused("timeout", f"no complete answer within {timeout.total:g} s ({type(e).__name__})") from None
             except aiohttp.ClientConnectorDNSError as e:
                 raise Refused("dns_error", str(e)) from None
             except (aiohttp.ClientError, OSError) as e:
                 raise Refused("connection_error", f"{type(e).__name__}: {e}") from None
         raise Refused("too_many_redirects", f"more than {self.cfg.max_redirects} redirects")
+
+    def download(self, url: str, sink, max_bytes: int, time_limit_s: float) -> FetchResult:
+        """Stream an http(s) body into the binary file ``sink``; the whole fetch ends within ``time_limit_s``.
+
+        The same guards as ``fetch`` (addresses after DNS and on every redirect, size cap, robots, retries),
+        but one deadline covers every attempt, redirect and byte, so a server that trickles a byte a second
+        ends at the limit. Attempts also end when no byte comes for ``timeout_s``. ``sink`` holds the body
+        when the outcome is ``ok``; the caller owns (and removes) it.
+        """
+        loop = self._start()
+        fut = asyncio.run_coroutine_threadsafe(self._download(url, sink, max_bytes, time_limit_s), loop)
+        return fut.result()
+
+    async def _download(self, url: str, sink, cap: int, limit: float) -> FetchResult:
+        import aiohttp
+
+        t0 = time.perf_counter()
+        res = FetchResult(url=url, outcome="ok")
+        timeout = aiohttp.ClientTimeout(total=limit, connect=min(self.cfg.connect_timeout_s, limit),
+                                        sock_read=min(self.cfg.timeout_s, limit))
+        try:
+            if urllib.parse.urlsplit(url).scheme.lower() not in ("http", "https"):
+                raise Refused("bad_url", f"only http(s) URLs are downloaded here, not {url[:200]!r}")
+            await asyncio.wait_for(self._http(url, res, cap, sink, timeout), limit)
+        except asyncio.TimeoutError:
+            res.outcome, res.detail = "timeout", f"the download did not finish within {limit:g} s"
+        except Refused as r:
+            res.outcome, res.detail = r.outcome, r.detail
+        res.elapsed_s = time.perf_counter() - t0
+        return res
 
     def close(self) -> None:
         loop, self._loop = self._loop, None

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, replace
 
 from captioners.base import CaptionerConfig
 from pipelines.core.sections import CaptionConfig, RunConfig
+from pipelines.net.fetch import FetchConfig
 from schemas.config import ConfigError
 
 
@@ -32,7 +33,8 @@ class ProbeConfig:
     candidate_fps: how many decoded frames per second are kept as candidates for frame sampling.
     min_decoded_fraction: a file that decodes to fewer frames than this share of its header's count
       fails as truncated.
-    fetch_max_bytes / fetch_timeout_s: limits for downloading remote inputs.
+    fetch_max_bytes / fetch_timeout_s: limits for downloading remote inputs (the download also ends at
+      ``time_limit_s``); the address guard and the other download settings are the ``fetch`` section's.
     subtitles: read a WebVTT or SRT file with the same stem beside a local video.
     """
 
@@ -183,6 +185,7 @@ class VideoConfig:
     run: RunConfig = field(default_factory=lambda: RunConfig(chunk_size=4))
     captioner: CaptionerConfig = field(default_factory=CaptionerConfig)
     probe: ProbeConfig = field(default_factory=ProbeConfig)
+    fetch: FetchConfig = field(default_factory=FetchConfig)  # remote inputs: address guard, retries, agent
     shots: ShotConfig = field(default_factory=ShotConfig)
     crop: CropConfig = field(default_factory=CropConfig)
     quality: QualityConfig = field(default_factory=QualityConfig)

@@ -3,7 +3,10 @@
 A decoder touches at most ``max_frames`` frames and returns a ``Decoded``: a thumbnail at
 ``analysis_side`` of every ``analysis_stride``-th frame and, about ``candidate_fps`` times a second,
 that frame at ``decode_side`` (gathered by ``Collector``), or raises ``DecodeError`` with a failure
-kind. decord and OpenCV decode every analysed frame whole at ``decode_side``; the faster PyAV pass
+kind. Every frame a decoder sees is checked against ``max_side`` / ``max_pixels`` (``check_frame_size``):
+a stream may change size after its header, and a decoder stops at the first frame over the limits.
+decord and OpenCV scale frames as FFmpeg decodes them, so for them only the size they report is checked;
+the PyAV pass, which runs first, sees every frame's true size. decord and OpenCV decode every analysed frame whole at ``decode_side``; the faster PyAV pass
 is in ``decode_pyav.py``, and the order the decoders are tried in is in ``probe.py``.
 """
 
@@ -23,6 +26,22 @@ class DecodeError(Exception):
     def __init__(self, kind: str, message: str):
         super().__init__(message)
         self.kind = kind
+
+
+class TooLarge(DecodeError):
+    """A frame is over ``max_side`` / ``max_pixels``: a header that lied, or a stream that changed size."""
+
+    def __init__(self, width: int, height: int, index: int, cfg: ProbeConfig):
+        where = "the header" if index < 0 else f"frame {index}"
+        super().__init__("resolution_too_large", f"{where} is {width}x{height}, over max_side {cfg.max_side} / "
+                                                 f"max_pixels {cfg.max_pixels}; decoding stopped there")
+        self.width, self.height, self.index = width, height, index
+
+
+def check_frame_size(width: int, height: int, index: int, cfg: ProbeConfig) -> None:
+    """Raise TooLarge for a frame over the size limits; every decoder calls it on every frame it decodes."""
+    if max(width, height) > cfg.max_side or width * height > cfg.max_pixels:
+        raise TooLarge(width, height, index, cfg)
 
 
 @dataclass
@@ -85,6 +104,7 @@ def decode_decord(path: str, cfg: ProbeConfig, size: tuple[int, int] | None, can
             h, w = decord.VideoReader(path, ctx=decord.cpu(0))[0].shape[:2]
         else:
             w, h = size
+        check_frame_size(w, h, -1, cfg)
         dw, dh = scaled_size(w, h, cfg.decode_side)
         vr = decord.VideoReader(path, ctx=decord.cpu(0), width=dw, height=dh, num_threads=cfg.decode_threads)
         n, fps = len(vr), float(vr.get_avg_fps())
@@ -121,6 +141,7 @@ def decode_opencv(path: str, cfg: ProbeConfig, cancel: threading.Event) -> Decod
         w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
         if w <= 0 or h <= 0:
             raise DecodeError("no_frames", "OpenCV finds no video frames")
+        check_frame_size(w, h, -1, cfg)
         dw, dh = scaled_size(w, h, cfg.decode_side)
         col = Collector(cfg, fps, dw, dh)
         limit = min(n, cfg.max_frames) if n > 0 else cfg.max_frames
@@ -133,6 +154,7 @@ def decode_opencv(path: str, cfg: ProbeConfig, cancel: threading.Event) -> Decod
                 ok, bgr = cap.read()
                 if not ok:
                     break
+                check_frame_size(bgr.shape[1], bgr.shape[0], i, cfg)
                 if (bgr.shape[1], bgr.shape[0]) != (dw, dh):
                     bgr = cv2.resize(bgr, (dw, dh), interpolation=cv2.INTER_AREA)
                 col.add(i, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))

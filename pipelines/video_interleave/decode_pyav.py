@@ -13,6 +13,9 @@ frame is decoded. The deblocking filter is never skipped: that would be faster, 
 the frames that get written, and without it they drift from the true picture (down to 29 dB PSNR on
 VP8).
 
+Every decoded frame's size is checked against the limits, as a stream can switch to a larger size after
+its header (``TooLarge`` stops decoding at the first such frame, and ``probe.py`` filters the video).
+
 Packets or frames without timestamps (raw streams) raise ``NoTimestamps``; then, as on a ``DecodeError``
 or a pass that stops well before the end, ``probe.py`` goes on to decord.
 """
@@ -25,7 +28,7 @@ import threading
 import numpy as np
 
 from pipelines.video_interleave.config import ProbeConfig
-from pipelines.video_interleave.decode import Collector, Decoded, DecodeError, scaled_size
+from pipelines.video_interleave.decode import Collector, Decoded, DecodeError, check_frame_size, scaled_size
 
 
 def _plane(frame, i: int) -> np.ndarray:
@@ -84,6 +87,7 @@ def decode_pyav(path: str, cfg: ProbeConfig, cancel: threading.Event) -> Decoded
         w, h = cc.width, cc.height
         if w <= 0 or h <= 0:
             raise DecodeError("no_frames", "PyAV finds no video frames")
+        check_frame_size(w, h, -1, cfg)
         fps = float(s.average_rate or s.guessed_rate or 0)
         cc.thread_type, cc.thread_count = "AUTO", cfg.decode_threads
         stride = cfg.analysis_stride
@@ -119,6 +123,7 @@ def decode_pyav(path: str, cfg: ProbeConfig, cancel: threading.Event) -> Decoded
                 if i >= cfg.max_frames:
                     stopped = True
                     break
+                check_frame_size(f.width, f.height, i, cfg)  # the stream may change size after its header
                 if skipping and prev is not None and i - prev > stride:
                     cc.skip_frame, skipping = "DEFAULT", False  # runs of non-reference frames longer than the stride
                 prev = i

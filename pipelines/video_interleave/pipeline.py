@@ -6,12 +6,14 @@ The pipeline contract (see ARCHITECTURE.md, "Add a pipeline"): NAME, DESCRIPTION
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 from pipelines.core.inputs import VIDEO_EXTS
 from pipelines.core.inputs import list_inputs as list_input_files
 from pipelines.core.sections import CACHE_DIR
 from pipelines.core.stage import Stage
+from pipelines.net.download import download_bytes
 from pipelines.video_interleave.assemble import assemble_samples
 from pipelines.video_interleave.caption import CaptionJob, caption_pairs, open_captioner
 from pipelines.video_interleave.config import VideoConfig
@@ -27,6 +29,8 @@ DESCRIPTION = "videos -> shots -> frames -> change captions -> shards"
 CONFIG = VideoConfig
 INPUT_HELP = "video files, directories, globs, or list files (.txt, .jsonl, .csv); local or fsspec URIs"
 FLAGS = {
+    "allow-private-net": ("fetch.allow_private_net", bool,
+                          "allow fetching from private, loopback and link-local addresses"),
     "frames-per-clip": ("frames.frames_per_clip", int, "frames sampled per clip"),
     "frame-side": ("frames.frame_side", int, "longest side of written frames"),
     "max-clip-s": ("shots.max_clip_s", float, "longest clip; longer shots are split"),
@@ -38,13 +42,13 @@ FLAGS = {
 
 def list_inputs(specs: list[str], cfg: VideoConfig) -> list[dict]:
     """One record per video file (``uri``, ``licence``, ``meta``)."""
-    return list_input_files(specs, VIDEO_EXTS)
+    return list_input_files(specs, VIDEO_EXTS, read_remote=partial(download_bytes, fetch_cfg=cfg.fetch))
 
 
 def analysis_stages(cfg: VideoConfig) -> list[Stage]:
     """Stages 1-5: everything before captioning (CPU only)."""
     return [
-        Stage("probe", probe_videos, cfg.probe, num_cpus=1, batch_size=1),
+        Stage("probe", partial(probe_videos, fetch=cfg.fetch), cfg.probe, num_cpus=1, batch_size=1),
         Stage("shots", split_shots, cfg.shots, num_cpus=1, batch_size=1),
         Stage("crop", crop_clips, cfg.crop, num_cpus=1, batch_size=8),
         Stage("quality", filter_clips, cfg.quality, num_cpus=1, batch_size=8),

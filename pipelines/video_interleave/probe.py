@@ -28,10 +28,12 @@ import threading
 import time
 from functools import partial
 
-from pipelines.core.inputs import FetchError, fetch_to_temp, is_remote, local_path
+from pipelines.core.inputs import is_remote, local_path
 from pipelines.core.stage import drop, fail
+from pipelines.net.download import DownloadError, download_to_temp
+from pipelines.net.fetch import FetchConfig
 from pipelines.video_interleave.config import ProbeConfig
-from pipelines.video_interleave.decode import Decoded, DecodeError, decode_decord, decode_opencv
+from pipelines.video_interleave.decode import Decoded, DecodeError, TooLarge, decode_decord, decode_opencv
 from pipelines.video_interleave.decode_pyav import NoTimestamps, decode_pyav
 from pipelines.video_interleave.subtitles import read_sidecar
 
@@ -76,6 +78,8 @@ def decode_video(path: str, cfg: ProbeConfig, header: dict | None, cancel: threa
                 d = fn()
             except NoTimestamps:
                 continue
+            except TooLarge:
+                raise  # no other decoder gets to decode it in full
             except DecodeError as e:
                 errors.append(str(e))
                 continue
@@ -142,6 +146,9 @@ def _probe_one(cancel: threading.Event, cfg: ProbeConfig, path: str) -> tuple[di
                     "detail": f"{header['frames']} frames is over the cap of {cfg.max_frames}"}, None
     try:
         d = decode_video(path, cfg, header, cancel)
+    except TooLarge as e:
+        return {"reason": "resolution_too_large", "scores": {"width": e.width, "height": e.height, "frame": e.index},
+                "detail": str(e)}, None
     except DecodeError as e:
         if header_error and e.kind == "decode_error":
             raise DecodeError(header_error.kind, f"{header_error}; {e}") from None
@@ -166,15 +173,19 @@ def _probe_one(cancel: threading.Event, cfg: ProbeConfig, path: str) -> tuple[di
     return info, d
 
 
-def probe_videos(batch: list[dict], cfg: ProbeConfig) -> list[dict]:
-    """Probe and decode each video; bad files end failed or filtered with the reason."""
+def probe_videos(batch: list[dict], cfg: ProbeConfig, fetch: FetchConfig | None = None) -> list[dict]:
+    """Probe and decode each video; bad files end failed or filtered with the reason.
+
+    Remote videos are downloaded through the guarded path (``pipelines.net.download``, settings from
+    ``fetch``) within ``time_limit_s`` (and ``fetch_timeout_s``); decoding gets what is left of it.
+    """
     out = []
     for rec in batch:
         uri, tmp = rec["uri"], None
         t0 = time.monotonic()
         try:
             if is_remote(uri):
-                tmp = fetch_to_temp(uri, cfg.fetch_max_bytes, min(cfg.fetch_timeout_s, cfg.time_limit_s))
+                tmp = download_to_temp(uri, cfg.fetch_max_bytes, min(cfg.fetch_timeout_s, cfg.time_limit_s), fetch)
                 path = str(tmp)
             else:
                 path = local_path(uri)
@@ -183,7 +194,7 @@ def probe_videos(batch: list[dict], cfg: ProbeConfig) -> list[dict]:
                     continue
             left = max(0.001, cfg.time_limit_s - (time.monotonic() - t0))
             info, d = run_with_deadline(partial(_probe_one, cfg=cfg, path=path), left)
-        except FetchError as e:
+        except DownloadError as e:
             out.append(fail(rec, STAGE, e.kind, str(e)))
             continue
         except DecodeError as e:

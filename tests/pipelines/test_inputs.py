@@ -1,16 +1,17 @@
-"""Input listing and remote fetching: real files, a real loopback HTTP server, a closed port."""
+"""Input listing: real files and folders, list files with bad lines, URLs with queries, a remote list file."""
 
 from __future__ import annotations
 
 import http.server
 import json
-import socket
 import threading
 
 import pytest
 from loopback import QuietReplies
 
-from pipelines.core.inputs import VIDEO_EXTS, FetchError, fetch_to_temp, input_id, list_inputs
+from pipelines.core.inputs import VIDEO_EXTS, input_id, list_inputs
+from pipelines.net.download import download_bytes
+from pipelines.net.fetch import FetchConfig
 
 
 @pytest.fixture
@@ -61,52 +62,73 @@ def test_list_files_txt_jsonl_csv(tree):
     assert cs[0]["licence"] == "CC-BY-4.0" and cs[0]["meta"] == {"source": "lab"}
 
 
-class _Handler(QuietReplies, http.server.BaseHTTPRequestHandler):
+def test_signed_urls_are_inputs_not_globs(tree):
+    signed = ("https://bucket.s3.amazonaws.com/clips/a.mp4?X-Amz-Algorithm=AWS4-HMAC-SHA256"
+              "&X-Amz-Signature=0f3a&X-Amz-Expires=3600")
+    plain = "http://example.invalid/b.mp4?download=1"
+    recs = list_inputs([signed, plain], VIDEO_EXTS)
+    assert [r["status"] for r in recs] == ["ok", "ok"] and [r["uri"] for r in recs] == [signed, plain]
+    (tree / "l.txt").write_text(signed + "\n")
+    assert [r["uri"] for r in list_inputs([str(tree / "l.txt")], VIDEO_EXTS)] == [signed]
+    # a local file whose name holds a glob character is that file
+    (tree / "what?.mp4").write_bytes(b"x")
+    recs = list_inputs([str(tree / "what?.mp4")], VIDEO_EXTS)
+    assert len(recs) == 1 and recs[0]["status"] == "ok" and recs[0]["uri"].endswith("what?.mp4")
+
+
+def test_an_empty_input_name_fails_and_scans_nothing(tree, monkeypatch):
+    monkeypatch.chdir(tree / "a")  # holds videos that an empty name must not pick up
+    for spec in ("", "  "):
+        recs = list_inputs([spec], VIDEO_EXTS)
+        assert len(recs) == 1 and recs[0]["status"] == "failed" and recs[0]["error_kind"] == "not_found"
+        assert "empty input" in recs[0]["message"]
+
+
+def test_a_bad_byte_fails_its_line_alone(tree):
+    bad = b"\xff\xfebad.mp4"
+    (tree / "l.txt").write_bytes(b"a/one.mp4\n" + bad + b"\na/two.mkv\n")
+    (tree / "l.jsonl").write_bytes(b'{"uri": "a/one.mp4"}\n{"uri": "' + bad + b'"}\n{"uri": "a/two.mkv"}\n'
+                                   + '{"uri": "a/deep/three.webm", "title": "a\u2028b"}\n'.encode())
+    (tree / "l.csv").write_bytes(b"uri,title\na/one.mp4,x\n" + bad + b",y\na/two.mkv,z\n")
+    for name, n_good, line in (("l.txt", 2, 2), ("l.jsonl", 3, 2), ("l.csv", 2, 3)):
+        recs = list_inputs([str(tree / name)], VIDEO_EXTS)
+        assert [r["status"] for r in recs].count("ok") == n_good, (name, recs)
+        failed = [r for r in recs if r["status"] == "failed"]
+        assert len(failed) == 1 and failed[0]["error_kind"] == "bad_list_entry", (name, failed)
+        assert f"line {line}:" in failed[0]["message"] and "UTF-8" in failed[0]["message"], failed[0]["message"]
+    js = list_inputs([str(tree / "l.jsonl")], VIDEO_EXTS)
+    assert js[-1]["meta"] == {"title": "a\u2028b"}  # U+2028 inside a JSON string is not a line break
+
+
+def test_an_unreadable_list_file_fails_alone(tree):
+    (tree / "l.txt").mkdir()  # a list file name that cannot be read as a file
+    recs = list_inputs([str(tree / "l.txt"), str(tree / "a" / "one.mp4")], VIDEO_EXTS)
+    assert [r["status"] for r in recs] == ["failed", "ok"]
+
+
+class _Lists(QuietReplies, http.server.BaseHTTPRequestHandler):
     def do_GET(self):
-        if self.path == "/video.mp4":
-            self.reply(200, b"0123456789" * 1000, "video/mp4")
+        if self.path.startswith("/list.txt"):
+            self.reply(200, b"v/a.mp4\nhttps://example.invalid/b.mp4\n", "text/plain")
         else:
             self.reply(404)
 
 
 @pytest.fixture(scope="module")
 def http_base():
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Lists)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{srv.server_address[1]}"
     srv.shutdown()
+    srv.server_close()
 
 
-def closed_port_url() -> str:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return f"http://127.0.0.1:{port}/v.mp4"
-
-
-@pytest.mark.timeout(30)
-def test_fetch_limits_and_errors(http_base, tmp_path):
-    p = fetch_to_temp(f"{http_base}/video.mp4", 1 << 20, 10, dest_dir=str(tmp_path))
-    assert p.read_bytes() == b"0123456789" * 1000 and p.suffix == ".mp4"
-    p.unlink()
-    with pytest.raises(FetchError) as e:
-        fetch_to_temp(f"{http_base}/video.mp4", 500, 10, dest_dir=str(tmp_path))
-    assert e.value.kind == "too_large"
-    with pytest.raises(FetchError) as e:
-        fetch_to_temp(f"{http_base}/gone.mp4", 1 << 20, 10, dest_dir=str(tmp_path))
-    assert e.value.kind == "http_404" and "404" in str(e.value)
-    with pytest.raises(FetchError) as e:
-        fetch_to_temp(closed_port_url(), 1 << 20, 10, dest_dir=str(tmp_path))
-    assert e.value.kind == "connection_error"
-    assert list(tmp_path.iterdir()) == []  # failed fetches leave nothing behind
-
-
-def test_fetch_fsspec_local_uri(tmp_path):
-    src = tmp_path / "v.mp4"
-    src.write_bytes(b"abc")
-    p = fetch_to_temp(f"file://{src}", 100, 10, dest_dir=str(tmp_path / "d") if (tmp_path / "d").mkdir() is None else None)
-    assert p.read_bytes() == b"abc"
-    with pytest.raises(FetchError) as e:
-        fetch_to_temp(f"memory://nothing/{tmp_path.name}.mp4", 100, 10)
-    assert e.value.kind == "not_found"
+@pytest.mark.timeout(60)
+def test_remote_list_files_go_through_the_guarded_reader(http_base):
+    url = f"{http_base}/list.txt?sig=abc"
+    lan = FetchConfig(allow_private_net=True, retries=0, svg="reject")
+    recs = list_inputs([url], VIDEO_EXTS, read_remote=lambda u: download_bytes(u, lan))
+    assert [r["uri"] for r in recs] == [f"{http_base}/v/a.mp4", "https://example.invalid/b.mp4"]
+    refused = list_inputs([url], VIDEO_EXTS)  # default reader: loopback refused, the list file fails alone
+    assert len(refused) == 1 and refused[0]["status"] == "failed" and refused[0]["error_kind"] == "unreadable"
+    assert "refused_address" in refused[0]["message"]
