@@ -149,3 +149,36 @@ def build_config(cls: type, yaml_path: str | Path | None = None, overrides: dict
     if overrides:
         obj = _apply(obj, {k: v for k, v in overrides.items() if v is not None})
     return obj
+
+
+def config_dict(obj: Any) -> dict:
+    """A config as plain YAML/JSON values (tuples become lists), the shape ``build_config`` reads back."""
+
+    def plain(v):
+        if dataclasses.is_dataclass(v):
+            return {f.name: plain(getattr(v, f.name)) for f in dataclasses.fields(v)}
+        if isinstance(v, (list, tuple)):
+            return [plain(x) for x in v]
+        if isinstance(v, dict):
+            return {str(k): plain(x) for k, x in v.items()}
+        return v
+
+    return plain(obj)
+
+
+def dump_yaml(obj: Any) -> str:
+    """A config as YAML that ``--config`` accepts back."""
+    import yaml
+
+    return yaml.safe_dump(config_dict(obj), sort_keys=False, default_flow_style=False, allow_unicode=True)
+
+
+def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
+    """Nested settings as dotted names: ``{"caption": {"batch_size": 8}}`` -> ``{"caption.batch_size": 8}``."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and v:
+            out.update(flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out

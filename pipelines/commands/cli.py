@@ -1,5 +1,6 @@
-"""The ``braid`` command. Each command lives in its own module with ``configure(parser)`` and ``run(args)``;
-only the chosen command's module is imported."""
+"""The ``braid`` command. The pipelines (``pipelines.registry``) all run through one runner
+(``pipelines.commands.run``); every other command lives in its own module with ``configure(parser)`` and
+``run(args)``. Only the chosen command's module is imported."""
 
 from __future__ import annotations
 
@@ -9,12 +10,13 @@ import importlib.util
 import logging
 import sys
 
+from pipelines.registry import PIPELINES, load_pipeline
+
 COMMANDS: dict[str, tuple[str, str]] = {
-    "video": ("pipelines.video_interleave.command", "videos -> shots -> frames -> change captions -> shards"),
-    "web": ("pipelines.web_interleave.command", "web documents and HTML pages -> caption-first shards"),
-    "reason": ("pipelines.reasoning_aug.command", "shards and edit tables -> reasoning-augmented shards"),
+    "config": ("pipelines.commands.config_show", "print a pipeline's settings as YAML (braid config show web)"),
     "validate": ("pipelines.commands.validate", "check shards: schema, member layout, images decode"),
     "stats": ("pipelines.commands.stats", "print a run's summary"),
+    "status": ("pipelines.commands.status", "what is done, pending and failed, from the manifest alone"),
     "view": ("pipelines.commands.view", "render random samples as a self-contained HTML page"),
     "export": ("pipelines.commands.export", "export shards to BAGEL, Hugging Face or OmniCorpus formats"),
     "push": ("pipelines.commands.export", "upload an exported Hugging Face dataset"),
@@ -22,6 +24,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("model.train", "train the bundled MoT on shards"),
     "infer": ("model.infer", "generate text or images with a trained MoT"),
     "spotcheck": ("pipelines.commands.spotcheck", "score and render a spot-check report of shards"),
+    "score": ("pipelines.commands.score", "score every sample with a checkpoint's losses into a parquet file"),
+    "filter": ("pipelines.commands.filter", "keep the samples whose scores meet a condition, in new shards"),
 }
 
 
@@ -36,28 +40,40 @@ def _available() -> dict[str, tuple[str, str]]:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     cmds = _available()
-    top = argparse.ArgumentParser(prog="braid", description="Build interleaved image-text training data.")
-    sub = top.add_subparsers(dest="command", metavar="COMMAND")
-    for name, (_, help_) in cmds.items():
-        sub.add_parser(name, help=help_, add_help=False)
-    if not argv or argv[0] not in cmds:
+    if not argv or (argv[0] not in cmds and argv[0] not in PIPELINES):
+        top = argparse.ArgumentParser(prog="braid", description="Build interleaved image-text training data.")
+        sub = top.add_subparsers(dest="command", metavar="COMMAND")
+        for name in PIPELINES:
+            sub.add_parser(name, help=load_pipeline(name).DESCRIPTION, add_help=False)
+        for name, (_, help_) in cmds.items():
+            sub.add_parser(name, help=help_, add_help=False)
         top.parse_args(argv or ["--help"])
         return 2
     name = argv[0]
-    module = importlib.import_module(cmds[name][0])
-    parser = argparse.ArgumentParser(prog=f"braid {name}", description=cmds[name][1])
-    parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
-    configure = getattr(module, f"configure_{name.replace('-', '_')}", None) or module.configure
-    runner = getattr(module, f"run_{name.replace('-', '_')}", None) or module.run
-    configure(parser)
+    if name in PIPELINES:
+        from pipelines.commands import run as runner_mod
+
+        pipe = load_pipeline(name)
+        parser = argparse.ArgumentParser(prog=f"braid {name}", description=pipe.DESCRIPTION)
+        parser.add_argument("-v", "--verbose", action="store_true", help="log progress and Ray's own output")
+        runner_mod.configure(parser, pipe)
+        runner = lambda a: runner_mod.run_command(a, pipe)
+    else:
+        module = importlib.import_module(cmds[name][0])
+        parser = argparse.ArgumentParser(prog=f"braid {name}", description=cmds[name][1])
+        parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
+        configure = getattr(module, f"configure_{name.replace('-', '_')}", None) or module.configure
+        runner = getattr(module, f"run_{name.replace('-', '_')}", None) or module.run
+        configure(parser)
     args = parser.parse_args(argv[1:])
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    from captioners.base import CaptionerConfigError
     from schemas.config import ConfigError
 
     ray_before = _ray_running()
     try:
         return int(runner(args) or 0)
-    except ConfigError as e:
+    except (ConfigError, CaptionerConfigError) as e:
         print(f"braid {name}: configuration error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

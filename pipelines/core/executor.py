@@ -18,18 +18,18 @@ import logging
 import os
 import time
 import warnings
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from schemas import load_manifest, outcome, summarize
-from schemas.manifest import read_part
-from schemas.writer import SHARD_RE, is_complete
-
-from schemas.config import ConfigError
 from pipelines.core.limits import apply_limited
-from pipelines.core.sections import RunConfig  # noqa: F401  (re-exported: the run section)
+from pipelines.core.progress import Progress, StageClock, clear_stage_times, write_stage_times
+from pipelines.core.redact import redact
+from pipelines.core.sections import RunConfig
 from pipelines.core.sink import RunSink
-from pipelines.core.stage import Stage, apply_stage
+from pipelines.core.stage import Stage
+from schemas import load_manifest, outcome, summarize
+from schemas.config import ConfigError, config_dict
+from schemas.manifest import needs_retry, read_part
+from schemas.writer import SHARD_RE, is_complete
 
 log = logging.getLogger("braid")
 
@@ -85,11 +85,14 @@ def _attempt(out_dir: Path, run_info: dict) -> int:
     return n
 
 
-def run_pipeline(stages: list[Stage], inputs: list[dict], run: RunConfig, name: str, config: object = None) -> dict:
+def run_pipeline(stages: list[Stage], inputs: list[dict], run: RunConfig, name: str, config: object = None, *,
+                 retry_failed: bool = True, progress: bool = False) -> dict:
     """Run ``stages`` over ``inputs`` (records from ``stage.new_record``) into ``run.out_dir``; returns the summary.
 
     Bad configuration (stages, duplicate input ids, an unreachable Ray cluster) raises ConfigError
-    before anything is written.
+    before anything is written. ``retry_failed``: inputs that failed in a retryable way in an earlier run
+    (``retryable`` in the manifest) run again. ``progress``: print the progress line (``core.progress``).
+    The config is written to ``runs.jsonl`` with its secrets masked (``core.redact``).
     """
     t0 = time.time()
     check_stages(stages)
@@ -101,8 +104,10 @@ def run_pipeline(stages: list[Stage], inputs: list[dict], run: RunConfig, name: 
     if out.exists() and not out.is_dir():
         raise ConfigError(f"output directory {str(out)!r} exists and is not a directory")
     records = load_manifest(out) if out.is_dir() else {}
-    pending = [r for r in inputs if outcome(r["id"], records) is None]
-    done_units = {i for i, r in records.items() if r["status"] != "split"}
+    retried = [r["id"] for r in inputs if retry_failed and outcome(r["id"], records) and needs_retry(r["id"], records)]
+    pending = [r for r in inputs if outcome(r["id"], records) is None or r["id"] in set(retried)]
+    done_units = {i for i, r in records.items()
+                  if r["status"] != "split" and not (retry_failed and r["status"] == "failed" and r.get("retryable"))}
     ray, started = (None, False)
     try:
         if pending and run.executor == "ray":
@@ -114,21 +119,26 @@ def run_pipeline(stages: list[Stage], inputs: list[dict], run: RunConfig, name: 
         removed = clean_incomplete(out)  # incomplete shards hold no final records: pending is unaffected
         if removed:
             log.info("resume: removed %d incomplete files", len(removed))
-        cfg_json = asdict(config) if config is not None and hasattr(config, "__dataclass_fields__") else None
+        cfg_json = redact(config_dict(config)) if config is not None and hasattr(config, "__dataclass_fields__") else None
         attempt = _attempt(out, {"pipeline": name, "inputs": len(inputs), "pending": len(pending), "config": cfg_json})
         (out / "inputs.json").write_text(json.dumps(ids))
         prefix = f"shard-r{attempt:02d}"
+        clear_stage_times(out)
+        ray_text = None
         if pending:
             log.info("%s: %d of %d inputs to run (%s executor)", name, len(pending), len(inputs), run.executor)
-            if run.executor == "local":
-                _run_local(stages, pending, run, out, prefix, done_units)
-            else:
-                _run_ray(ray, plan, stages, pending, run, out, prefix, done_units)
+            with Progress(out, ids, name, run.progress_s, enabled=progress):
+                if run.executor == "local":
+                    _run_local(stages, pending, run, out, prefix, done_units)
+                else:
+                    ray_text = _run_ray(ray, plan, stages, pending, run, out, prefix, done_units)
+            write_stage_times(out, [st.name for st in stages], {"attempt_prefix": prefix, "executor": run.executor,
+                                                                **({"ray_data": ray_text} if ray_text else {})})
     finally:
         if started:
             ray.shutdown()
     summary = summarize(load_manifest(out), ids, time.time() - t0, pipeline=name, attempt=attempt,
-                        resumed_inputs=len(inputs) - len(pending))
+                        resumed_inputs=len(inputs) - len(pending), retried_inputs=len(retried))
     shards = sorted(p.name for p in out.glob("*.tar") if SHARD_RE.match(p.name) and is_complete(p))
     summary["shards"] = len(shards)
     tmp = out / "summary.json.tmp"
@@ -137,21 +147,28 @@ def run_pipeline(stages: list[Stage], inputs: list[dict], run: RunConfig, name: 
     return summary
 
 
+def _timed(clock: StageClock, st: Stage, part: list[dict], run: RunConfig, state=None) -> list[dict]:
+    t = time.perf_counter()
+    done = apply_limited(st, part, run.task_time_limit_s, run.task_memory_limit_mb, state)
+    clock.add(st.name, time.perf_counter() - t, len(part))
+    return done
+
+
 def _run_local(stages, pending, run, out, prefix, done_units) -> None:
     states = [st.setup(st.cfg) if st.setup else None for st in stages]
     sink = RunSink(out, prefix, done_units, run.max_samples_per_shard, run.max_shard_bytes)
+    clock = StageClock(out)
     try:
         for i in range(0, len(pending), run.chunk_size):
             batch = pending[i : i + run.chunk_size]
             for st, state in zip(stages, states):
                 nxt = []
                 for j in range(0, len(batch), st.batch_size):
-                    part = batch[j : j + st.batch_size]
-                    nxt.extend(apply_stage(st, part, state) if st.setup else
-                               apply_limited(st, part, run.task_time_limit_s, run.task_memory_limit_mb))
+                    nxt.extend(_timed(clock, st, batch[j : j + st.batch_size], run, state))
                 batch = nxt
             sink.consume(batch)
     finally:
+        clock.flush()
         sink.close()
         for st, state in zip(stages, states):
             close = getattr(state, "close", None)
@@ -215,6 +232,7 @@ def _quiet_ray_data(ctx) -> None:
     # stops the once-per-process warning about falling back to pickled objects
     ctx.enable_fallback_to_arrow_object_ext_type = True
     if not log.isEnabledFor(logging.INFO):
+        ctx.enable_progress_bars = False  # our progress line stands for them; -v brings them back
         for h in logging.getLogger("ray.data").handlers:
             if type(h).__name__ != "SessionFileHandler":
                 h.setLevel(logging.WARNING)
@@ -242,23 +260,29 @@ def _pack(records: list[dict]):
 
 
 class _TaskStage:
-    def __init__(self, stage: Stage, time_s: float | None = None, memory_mb: int | None = None):
-        self.stage, self.time_s, self.memory_mb = stage, time_s, memory_mb
+    def __init__(self, stage: Stage, run: RunConfig, out: Path):
+        self.stage, self.run, self.out = stage, run, out
+        self.clock = None
 
     def __call__(self, batch):
-        return _pack(apply_limited(self.stage, _rows(batch), self.time_s, self.memory_mb))
+        self.clock = self.clock or StageClock(self.out)  # one per worker process
+        out = _pack(_timed(self.clock, self.stage, _rows(batch), self.run))
+        self.clock.flush()
+        return out
 
 
-def _actor_class(stage: Stage) -> type:
+def _actor_class(stage: Stage, run: RunConfig, out: Path) -> type:
     """A per-stage actor class: the stage travels with the class, not as constructor arguments
     (Ray would keep those in the object store, where a restarted actor may no longer find them)."""
 
     class _ActorStage:
         def __init__(self):
-            self.stage, self.state = stage, stage.setup(stage.cfg)
+            self.stage, self.state, self.clock = stage, stage.setup(stage.cfg), StageClock(out)
 
         def __call__(self, batch):
-            return _pack(apply_stage(self.stage, _rows(batch), self.state))
+            done = _pack(_timed(self.clock, self.stage, _rows(batch), run, self.state))
+            self.clock.flush()
+            return done
 
     _ActorStage.__name__ = _ActorStage.__qualname__ = stage.name
     return _ActorStage
@@ -318,41 +342,26 @@ def _run_ray(ray, plan, stages, pending, run, out, prefix, done_units) -> None:
             # Data from fusing the CPU task stage before into this pool, so CPU stages scale on their own
             with warnings.catch_warnings():  # Ray 2.60 flags these two as to-be-renamed; they still work
                 warnings.simplefilter("ignore", DeprecationWarning)
-                ds = ds.map_batches(_actor_class(st), batch_size=st.batch_size,
+                ds = ds.map_batches(_actor_class(st, run, out), batch_size=st.batch_size,
                                     compute=ray.data.ActorPoolStrategy(min_size=lo, max_size=hi),
                                     num_cpus=cpus, num_gpus=st.num_gpus or None, max_restarts=-1, max_task_retries=-1,
                                     batch_format="numpy", zero_copy_batch=False)
         else:
             # a per-stage subclass, so Ray Data's operator names and stats say which stage it is
-            task = type(st.name, (_TaskStage,), {})(st, run.task_time_limit_s, run.task_memory_limit_mb)
+            task = type(st.name, (_TaskStage,), {})(st, run, out)
             ds = ds.map_batches(task,
                                 batch_size=st.batch_size, num_cpus=cpus, batch_format="numpy", zero_copy_batch=False)
     ds.write_datasink(_make_sink(out, prefix, done_units, run), ray_remote_args={"num_cpus": writer_cpus})
-    _write_ray_stats(ds, out, prefix)
+    return _ray_stats_text(ds)
 
 
-def _write_ray_stats(ds, out: Path, prefix: str) -> None:
-    """Per-stage times from Ray Data (what ``ds.stats()`` prints) into ``stage_times.json``, for tuning."""
+def _ray_stats_text(ds) -> str | None:
+    """What Ray Data's ``ds.stats()`` prints (its operators, some fused), kept beside our per-stage times."""
     written = getattr(ds, "_write_ds", None) or ds  # write_datasink keeps the executed dataset here
     try:
-        summary = written.get_stats_summary()
+        text = written.stats()
     except Exception as e:  # noqa: BLE001 - stats are a diagnostic; the run's results are already final
         log.warning("no Ray Data stats: %s", e)
-        return
-    stages, todo = {}, [summary]
-    while todo:
-        s = todo.pop()
-        todo.extend(s.parents)
-        for op in s.operators_stats:
-            stages[op.operator_name] = {
-                "wall_s": round(op.time_total_s, 3),
-                "task_wall_s": round(op.wall_time.sum, 3) if op.wall_time else None,
-                "task_cpu_s": round(op.cpu_time.sum, 3) if op.cpu_time else None,
-                "rows": op.output_num_rows.sum if op.output_num_rows else None,
-                "nodes": op.node_count.count if op.node_count else None,
-            }
-    report = {"attempt_prefix": prefix, "stages": stages, "text": written.stats()}
-    tmp = out / "stage_times.json.tmp"
-    tmp.write_text(json.dumps(report, indent=1))
-    os.replace(tmp, out / "stage_times.json")
-    log.info("ray data stats:\n%s", report["text"])
+        return None
+    log.info("ray data stats:\n%s", text)
+    return text

@@ -7,8 +7,11 @@ limit (an allocation past it raises ``MemoryError`` there), the parent kills the
 limit. A batch that breaks a limit is run again one record at a time, so only the culprit ends
 ``failed`` (error kind ``TimeLimitExceeded`` or ``MemoryLimitExceeded``) and the rest go on.
 
-Stages with a setup step (a loaded model) are not forked: the captioners carry their own request
-timeouts, and Ray restarts a dead actor and retries its batch.
+Stages with a setup step (a loaded model, a fetcher with its event loop) are not forked: their state
+lives in threads and devices a child would not have. Their batch runs in a worker thread the caller
+waits for up to the time limit; past it the batch's records are tried one at a time under the same limit
+and those that still run over end ``failed`` (the stuck thread is abandoned; the stage's own code, such
+as SVG rasterisation in a child process, bounds what it keeps doing).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import pickle
 import resource
 import select
 import signal
+import threading
 import time
 from dataclasses import replace
 
@@ -99,9 +103,46 @@ def _run_forked(stage: Stage, batch: list[dict], time_s: float | None, memory_mb
     return pickle.loads(b"".join(chunks))
 
 
-def apply_limited(stage: Stage, batch: list[dict], time_s: float | None, memory_mb: int | None) -> list[dict]:
+def _run_threaded(stage: Stage, batch: list[dict], state, time_s: float) -> list[dict] | None:
+    """The stage's output for ``batch`` from a worker thread, or None when it ran past ``time_s``."""
+    box: list = []
+
+    def work():
+        try:
+            box.append(apply_stage(stage, batch, state))
+        except BaseException as e:  # noqa: BLE001 - handed back to the waiting caller
+            box.append(e)
+
+    t = threading.Thread(target=work, name=f"braid-{stage.name}", daemon=True)
+    t.start()
+    t.join(time_s)
+    if not box:
+        return None
+    if isinstance(box[0], BaseException):
+        raise box[0]
+    return box[0]
+
+
+def _apply_setup_limited(stage: Stage, batch: list[dict], state, time_s: float) -> list[dict]:
+    out = _run_threaded(stage, batch, state, time_s)
+    if out is not None:
+        return out
+    done = [r for r in batch if r["status"] != "ok"]
+    for rec in (r for r in batch if r["status"] == "ok"):
+        one = _run_threaded(stage, [rec], state, time_s)
+        done.extend(one if one is not None else
+                    [fail(rec, stage.name, "TimeLimitExceeded", f"{stage.name}: exceeded the time limit of {time_s:g} s")])
+    return done
+
+
+def apply_limited(stage: Stage, batch: list[dict], time_s: float | None, memory_mb: int | None,
+                  state=None) -> list[dict]:
     """``apply_stage`` under limits; records that break one end ``failed`` and the others go on."""
-    if stage.setup or not (time_s or memory_mb) or not any(r["status"] == "ok" for r in batch):
+    if not any(r["status"] == "ok" for r in batch):
+        return batch
+    if stage.setup:
+        return _apply_setup_limited(stage, batch, state, time_s) if time_s else apply_stage(stage, batch, state)
+    if not (time_s or memory_mb):
         return apply_stage(stage, batch)
     out = _run_forked(stage, batch, time_s, memory_mb)
     if isinstance(out, list):

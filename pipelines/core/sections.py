@@ -21,7 +21,9 @@ class RunConfig:
     max_samples_per_shard / max_shard_bytes: shard rollover limits.
     chunk_size: records per in-process chunk.
     task_time_limit_s / task_memory_limit_mb: limits per batch of a CPU stage (one without a setup step);
-        a record that breaks one ends ``failed`` and the run goes on (see ``pipelines.core.limits``).
+        a record that breaks one ends ``failed`` and the run goes on (see ``pipelines.core.limits``); set-up
+        stages (captioners, fetchers) get the time limit too.
+    progress_s: seconds between progress lines when the output is not a terminal.
     """
 
     out_dir: str = "out"
@@ -33,6 +35,7 @@ class RunConfig:
     chunk_size: int = 32
     task_time_limit_s: float | None = None
     task_memory_limit_mb: int | None = None
+    progress_s: float = 30.0
 
     def __post_init__(self):
         if self.executor not in ("ray", "local"):

@@ -11,19 +11,24 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pipelines.core.redact import redact
+from pipelines.core.retry import is_retryable
 from schemas import ManifestWriter, SampleError, ShardWriter
 
-MANIFEST_FIELDS = ("id", "input", "status", "stage", "reason", "scores", "error_kind", "message",
-                   "children", "shard", "key", "detail")
+MANIFEST_FIELDS = ("id", "uri", "input", "status", "stage", "reason", "scores", "error_kind", "message",
+                   "retryable", "children", "shard", "key", "detail")
 
 
 def manifest_record(rec: dict) -> dict:
-    return {k: rec[k] for k in MANIFEST_FIELDS if k in rec}
+    """The record as the manifest keeps it: known fields only, secrets masked, failures marked retryable or not."""
+    out = {k: rec[k] for k in MANIFEST_FIELDS if rec.get(k) is not None}
+    if out["status"] == "failed":
+        out["retryable"] = is_retryable(out.get("error_kind"))
+    return redact(out)
 
 
 def _sink_failure(rec: dict, error_kind: str, message: str) -> dict:
-    return {"id": rec["id"], "input": rec["input"], "status": "failed", "stage": "sink",
-            "error_kind": error_kind, "message": message}
+    return manifest_record({**rec, "status": "failed", "stage": "sink", "error_kind": error_kind, "message": message})
 
 
 class RunSink:
@@ -64,8 +69,8 @@ class RunSink:
                 else:
                     self.keys[sample.key] = rec["id"]
                     self.pending.setdefault(shard, []).append(
-                        {"id": rec["id"], "input": rec["input"], "status": "written", "shard": shard,
-                         "key": sample.key})
+                        manifest_record({"id": rec["id"], "uri": rec.get("uri"), "input": rec["input"],
+                                         "status": "written", "shard": shard, "key": sample.key}))
                     continue
             self.counts["failed"] += 1
         self.manifest.append(now)

@@ -7,6 +7,7 @@ A record is a dict. Keys every record has:
 | id     | the unit id (an input id, or ``<parent>_<NNN>`` for a part)                |
 | input  | the id of the input it came from                                           |
 | status | ``ok`` while it goes on; ``filtered``, ``failed`` or ``split`` once decided |
+| uri    | the input's path or URL (kept by ``drop``, ``fail`` and ``split``, so the manifest names it) |
 
 A stage function ``fn(batch, cfg)`` (or ``fn(batch, cfg, state)`` when the stage has a ``setup``)
 gets only ``ok`` records and returns, in order, one record per input record: the same record
@@ -41,7 +42,7 @@ def new_record(unit_id: str, **payload) -> dict:
 def drop(rec: dict, stage: str, reason: str, scores: dict | None = None, detail: str | None = None) -> dict:
     """Mark a record filtered: which stage, why, and the scores that decided."""
     out = {"id": rec["id"], "input": rec["input"], "status": "filtered", "stage": stage, "reason": reason,
-           "scores": scores or {}}
+           "scores": scores or {}, **_uri(rec)}
     if detail is not None:
         out["detail"] = detail
     return out
@@ -50,16 +51,21 @@ def drop(rec: dict, stage: str, reason: str, scores: dict | None = None, detail:
 def fail(rec: dict, stage: str, error_kind: str, message: str) -> dict:
     """Mark a record failed: which stage, the kind of error, and a clear message."""
     return {"id": rec["id"], "input": rec["input"], "status": "failed", "stage": stage,
-            "error_kind": error_kind, "message": message}
+            "error_kind": error_kind, "message": message, **_uri(rec)}
+
+
+def _uri(rec: dict) -> dict:
+    return {"uri": rec["uri"]} if isinstance(rec.get("uri"), str) else {}
 
 
 def split(rec: dict, parts: list[dict]) -> list[dict]:
     """The record becomes a ``split`` marker followed by its parts (ids ``<id>_<NNN>``)."""
     children = []
     for i, p in enumerate(parts):
-        p = {**p, "id": f"{rec['id']}_{i:03d}", "input": rec["input"], "status": p.get("status", "ok")}
+        p = {**_uri(rec), **p, "id": f"{rec['id']}_{i:03d}", "input": rec["input"], "status": p.get("status", "ok")}
         children.append(p)
-    marker = {"id": rec["id"], "input": rec["input"], "status": "split", "children": [c["id"] for c in children]}
+    marker = {"id": rec["id"], "input": rec["input"], "status": "split", "children": [c["id"] for c in children],
+              **_uri(rec)}
     return [marker, *children]
 
 
