@@ -1,8 +1,10 @@
-"""``braid stats OUT_DIR``: a run's summary, human-readable.
+"""``braid stats OUT_DIR``: a run's summary, human-readable; ``--reason R`` lists the inputs that ended with R.
 
 Reads ``summary.json``; when it is missing or unreadable (a run that died before the end), the
 summary is recomputed from the manifest: inputs from ``inputs.json``, or, failing that, every input
-the manifest mentions. Exit status: 0, or 1 when OUT_DIR holds no run.
+the manifest mentions. ``--reason R [--limit N]`` lists the final filtered or failed records whose reason
+(or error kind) is R: id, the input's uri (``uri``, else the input id), stage, scores and detail, in manifest
+order. Exit status: 0, or 1 when OUT_DIR holds no run.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections import Counter
 from pathlib import Path
 
 from schemas import load_manifest, summarize
@@ -87,9 +90,65 @@ def format_summary(summary: dict, source: str, out: Path) -> str:
     return "\n".join(lines)
 
 
+def records_with_reason(out: Path, reason: str) -> tuple[list[dict], Counter]:
+    """The final filtered / failed records whose reason or error kind is ``reason``, in manifest order, and
+    how many final records end with each reason (to suggest names when ``reason`` matches none)."""
+    from pipelines.commands.status import iter_records
+
+    latest: dict[str, dict] = {}
+    for rec in iter_records(out):
+        latest.pop(rec["id"], None)  # re-insert: a later record moves to the end, as it is the one that counts
+        latest[rec["id"]] = rec
+    reasons: Counter = Counter()
+    hits = []
+    for rec in latest.values():
+        why = rec.get("reason") if rec["status"] == "filtered" else rec.get("error_kind")
+        if rec["status"] in ("filtered", "failed"):
+            reasons[str(why)] += 1
+            if why == reason:
+                hits.append(rec)
+    return hits, reasons
+
+
+def format_record(rec: dict) -> str:
+    uri = rec.get("uri") or rec.get("input")
+    head = f"{rec['id']}  {uri}" if uri != rec["id"] else rec["id"]
+    lines = [head, f"    {rec['status']} at stage {rec.get('stage', '?')}"]
+    if rec.get("scores"):
+        lines.append("    scores  " + json.dumps(rec["scores"], ensure_ascii=False, sort_keys=True))
+    text = rec.get("detail") or rec.get("message")
+    if text:
+        lines.append(f"    {'detail ' if rec.get('detail') else 'message'} {text}")
+    if rec.get("retryable") is not None:
+        lines.append(f"    retryable {'yes' if rec['retryable'] else 'no'}")
+    return "\n".join(lines)
+
+
+def list_reason(out: Path, reason: str, limit: int, as_json: bool) -> int:
+    hits, reasons = records_with_reason(out, reason)
+    if not hits:
+        known = ", ".join(f"{k} ({v})" for k, v in sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0])))
+        print(f"braid stats: no input of {out} ended with reason {reason!r}"
+              + (f"; reasons in this run: {known}" if known else "; nothing was filtered or failed"), file=sys.stderr)
+        return 1
+    shown = hits[:limit]
+    if as_json:
+        for rec in shown:
+            print(json.dumps({**rec, "uri": rec.get("uri") or rec.get("input")}, ensure_ascii=False, sort_keys=True))
+        return 0
+    print(f"{len(hits)} record(s) ended with reason {reason!r}" + (f"; the first {len(shown)}:" if len(shown) < len(hits)
+                                                                    else ":"))
+    for rec in shown:
+        print(format_record(rec))
+    return 0
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("out_dir", help="a run's output directory")
-    parser.add_argument("--json", action="store_true", help="print the summary as JSON instead")
+    parser.add_argument("--json", action="store_true", help="print JSON instead (one record a line with --reason)")
+    parser.add_argument("--reason", help="list the inputs that ended with this filter reason or error kind "
+                        "(default: print the summary)")
+    parser.add_argument("--limit", type=int, default=20, help="most records --reason lists (default 20)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -97,6 +156,15 @@ def run(args: argparse.Namespace) -> int:
     if not out.is_dir():
         print(f"braid stats: {out} is not a directory", file=sys.stderr)
         return 1
+    if args.reason is not None:
+        if args.limit < 1:
+            from schemas.config import ConfigError
+
+            raise ConfigError("--limit must be at least 1")
+        if not (out / "manifest").is_dir():
+            print(f"braid stats: {out} holds no Braid run (no manifest/ folder)", file=sys.stderr)
+            return 1
+        return list_reason(out, args.reason, args.limit, args.json)
     summary, source = load_summary(out)
     if summary is None:
         print(f"braid stats: {source}", file=sys.stderr)

@@ -1,0 +1,180 @@
+"""``braid status OUT``: what is done, pending and failed, from the manifest alone.
+
+Done inputs have a final outcome (written, filtered or failed; a split input once every part has one);
+pending inputs are those ``inputs.json`` lists without one (a run that stopped, or is still going). Failed
+records are counted by reason (``error_kind``) and by whether a later run retries them (the record's
+``retryable``; a record without it is counted as unknown). No shard is opened: one streaming pass over
+``manifest/*.jsonl`` keeps a few fields per record, so a million records take seconds and modest memory.
+
+Exit status: 0, or 1 when OUT holds no run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import re
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+from schemas.manifest import STATUSES
+from schemas.writer import is_complete
+
+_RANK = {"written": 0, "filtered": 1, "failed": 2}
+
+
+def _natural(path: Path) -> list:
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", path.name)]
+
+
+CHUNK = 20_000  # lines parsed by one json.loads call
+
+
+def _parse_lines(lines: list[str]) -> list:
+    """The lines' JSON values, decoded in one C call; line by line (skipping what does not parse) when one is bad."""
+    try:
+        return json.loads("[" + ",".join(lines) + "]")
+    except ValueError:
+        out = []
+        for line in lines:
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                continue
+        return out
+
+
+def iter_records(out: str | Path) -> Iterator[dict]:
+    """Every manifest record in attempt order (later ones win), as ``schemas.load_manifest`` reads them:
+    torn lines and non-records skipped, and ``written`` records of shards without a stats file skipped."""
+    out = Path(out)
+    complete: dict[str, bool] = {}
+    for path in sorted(out.joinpath("manifest").glob("*.jsonl"), key=_natural):
+        with open(path, encoding="utf-8", errors="replace") as f:
+            while True:
+                lines = [ln for ln in itertools.islice(f, CHUNK) if ln.strip()]
+                if not lines:
+                    break
+                for rec in _parse_lines(lines):
+                    if not isinstance(rec, dict) or not isinstance(rec.get("id"), str) or \
+                            rec.get("status") not in STATUSES:
+                        continue
+                    if rec["status"] == "written":
+                        shard = rec.get("shard")
+                        if not isinstance(shard, str) or "/" in shard:
+                            continue
+                        if shard not in complete:
+                            complete[shard] = is_complete(out / shard)
+                        if not complete[shard]:
+                            continue
+                    yield rec
+
+
+def read_inputs(out: Path) -> list[str] | None:
+    try:
+        ids = json.loads((out / "inputs.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return ids if isinstance(ids, list) and all(isinstance(i, str) for i in ids) else None
+
+
+def compute_status(out: str | Path) -> dict:
+    """The status of a run as a JSON-ready dict (see module docstring)."""
+    out = Path(out)
+    # id -> (status, reason or error kind, retryable, children): the few fields the counts need
+    recs: dict[str, tuple] = {}
+    ids = read_inputs(out)
+    mentioned: set[str] | None = set() if ids is None else None
+    n_lines = 0
+    for r in iter_records(out):
+        n_lines += 1
+        st = r["status"]
+        if st == "failed":
+            recs[r["id"]] = (st, str(r.get("error_kind") or "unknown"), r.get("retryable"), None)
+        elif st == "split":
+            recs[r["id"]] = (st, None, None, r.get("children") or [])
+        else:
+            recs[r["id"]] = (st, None, None, None)
+        if mentioned is not None and isinstance(r.get("input"), str):
+            mentioned.add(r["input"])
+    source = "inputs.json"
+    if ids is None:
+        ids, source = sorted(mentioned), "the inputs the manifest mentions (inputs.json is missing)"
+
+    def outcome(uid: str) -> str | None:
+        rec = recs.get(uid)
+        if rec is None:
+            return None
+        if rec[0] != "split":
+            return rec[0]
+        parts = [outcome(c) for c in rec[3]]
+        if not parts:
+            return "filtered"
+        if any(p is None for p in parts):
+            return None
+        return min(parts, key=_RANK.__getitem__)
+
+    counts: Counter = Counter()
+    for iid in ids:
+        counts[outcome(iid) or "pending"] += 1
+    failed: dict[str, Counter] = {}
+    filtered_parts = written_parts = 0
+    for st, kind, retry, _ in recs.values():
+        if st == "failed":
+            failed.setdefault(kind, Counter())["yes" if retry is True else "no" if retry is False else "unknown"] += 1
+        elif st == "written":
+            written_parts += 1
+        elif st == "filtered":
+            filtered_parts += 1
+    done = counts["written"] + counts["filtered"] + counts["failed"]
+    return {
+        "out": str(out), "inputs": len(ids), "inputs_from": source, "done": done, "pending": counts["pending"],
+        "written": counts["written"], "filtered": counts["filtered"], "failed": counts["failed"],
+        "records": {"lines": n_lines, "final": len(recs), "samples_written": written_parts,
+                    "filtered": filtered_parts, "failed": sum(sum(c.values()) for c in failed.values())},
+        "failed_by_reason": {k: dict(c) for k, c in sorted(failed.items(), key=lambda kv: -sum(kv[1].values()))},
+    }
+
+
+def _pct(n: int, total: int) -> str:
+    return f"{100 * n / total:5.1f}%" if total else "    -"
+
+
+def format_status(s: dict) -> str:
+    n = s["inputs"]
+    lines = [f"run      {s['out']}", f"inputs   {n:>9}  (from {s['inputs_from']})",
+             (f"done     {s['done']:>9}  {_pct(s['done'], n)}   written {s['written']}, "
+              f"filtered {s['filtered']}, failed {s['failed']}"),
+             f"pending  {s['pending']:>9}  {_pct(s['pending'], n)}"
+             + ("   (no final record yet: run the same command again to finish them)" if s["pending"] else "")]
+    fr = s["failed_by_reason"]
+    if fr:
+        width = max(12, *(len(k) for k in fr))
+        lines += ["", f"failed records by reason ({s['records']['failed']}; clips and documents count one each)",
+                  f"  {'reason':<{width}}  {'records':>8}  {'retryable':>9}  {'permanent':>9}  {'unknown':>8}"]
+        for k, c in fr.items():
+            lines.append(f"  {k:<{width}}  {sum(c.values()):>8}  {c.get('yes', 0):>9}  {c.get('no', 0):>9}  "
+                         f"{c.get('unknown', 0):>8}")
+        retry = sum(c.get("yes", 0) for c in fr.values())
+        if retry:
+            lines.append(f"  {retry} failure(s) are transient (network, timeouts, server errors): a later run may "
+                         "succeed on them")
+    return "\n".join(lines)
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("out_dir", help="a run's output directory")
+    parser.add_argument("--json", action="store_true", help="print the status as JSON (default: a table)")
+
+
+def run(args: argparse.Namespace) -> int:
+    out = Path(args.out_dir)
+    if not (out / "manifest").is_dir():
+        print(f"braid status: {out} holds no Braid run (no manifest/ folder)", file=sys.stderr)
+        return 1
+    s = compute_status(out)
+    print(json.dumps(s, indent=1) if args.json else format_status(s))
+    return 0
