@@ -13,10 +13,10 @@ import pytest
 from loopback import QuietReplies
 from PIL import Image
 
-from schemas.config import ConfigError
 from pipelines.net.fetch import FetchConfig, Fetcher, robots_forbid
 from pipelines.net.image_decode import decode_image
 from pipelines.net.netguard import address_refusal
+from schemas.config import ConfigError
 
 SVG = (b'<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" width="300" height="200">'
        b'<script>fetch("/x/hit")</script><rect width="300" height="200" fill="red"/>'
@@ -51,7 +51,7 @@ class H(QuietReplies, http.server.BaseHTTPRequestHandler):
         if p == "/big":
             return self.reply(200, b"\xff" * 300_000)
         if p == "/html-as-jpeg":
-            return self.reply(200, b"<html>nope</html>")
+            return self.reply(200, b"<!DOCTYPE html>\n<html><head><title>Sign in</title></head><body>nope</body></html>")
         if p == "/loop":
             return self.reply(302, headers=[("Location", "/loop")])
         if p == "/to-meta":
@@ -102,6 +102,7 @@ def test_every_fetch_ends_in_its_outcome(server):
     assert by["/gif"].ext == "png" and by["/svg"].ext == "png" and (by["/svg"].width, by["/svg"].height) == (300, 200)
     assert by["/img/a"].ext == "jpg" and by["/img/a"].data[:2] == b"\xff\xd8"
     assert "/x/hit" not in H.hits  # the SVG's script and external image were never run or fetched
+    assert "HTML page" in by["/html-as-jpeg"].detail, by["/html-as-jpeg"].detail
     assert all("outcome" in r.record() and "data" not in r.record() for r in res)
 
 
@@ -113,6 +114,8 @@ def test_private_addresses_refused_unless_allowed(server):
                        "ftp://example.org/x.jpg"])
     assert [r.outcome for r in res] == ["refused_address"] * 4 + ["bad_url"]
     assert "loopback" in res[1].detail and "localhost" in res[1].detail  # checked after DNS resolution
+    for r in res[:4]:  # the reason names the way to allow it
+        assert "--allow-private-net" in r.detail and "--set fetch.allow_private_net=true" in r.detail, r.detail
     assert address_refusal("169.254.169.254", allow_private=True) is not None  # metadata: always refused
     assert address_refusal("::ffff:127.0.0.1", allow_private=False) is not None
     assert address_refusal("93.184.216.34", allow_private=False) is None
@@ -165,3 +168,36 @@ def test_robots_header_parsing_and_bad_config():
     with pytest.raises(ValueError):
         FetchConfig(svg="execute")
     assert issubclass(ConfigError, ValueError)
+
+
+def use_bomb(levels: int = 9, fan: int = 10) -> bytes:
+    """A few KB of SVG whose ``<use>`` elements each repeat the group before ``fan`` times: fan**levels rects."""
+    parts = [('<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" width="100" '
+              'height="100"><defs><g id="a0"><rect width="1" height="1" fill="red"/></g>')]
+    for i in range(1, levels):
+        parts.append(f'<g id="a{i}">' + "".join(f'<use xlink:href="#a{i - 1}"/>' for _ in range(fan)) + "</g>")
+    parts.append(f'</defs><use xlink:href="#a{levels - 1}"/></svg>')
+    return "".join(parts).encode()
+
+
+@pytest.mark.timeout(120)
+def test_svg_bomb_ends_within_the_time_limit_and_others_go_on():
+    import resource
+
+    bomb = use_bomb()
+    assert len(bomb) < 4000
+    urls = ["data:image/svg+xml;base64," + base64.b64encode(bomb).decode(),
+            "data:image/svg+xml;base64," + base64.b64encode(SVG).decode(),
+            "data:image/jpeg;base64," + base64.b64encode(jpeg()).decode()]
+    with Fetcher(cfg(timeout_s=2.0)) as f:
+        f.fetch([urls[1]])  # the rasteriser is started and warm, as it is in a run
+        before = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        t = time.perf_counter()
+        res = f.fetch(urls)
+        wall = time.perf_counter() - t
+        after = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = sum(a.ru_utime + a.ru_stime - b.ru_utime - b.ru_stime for a, b in zip(after, before))
+    assert [r.outcome for r in res] == ["decode_limit", "ok", "ok"], [(r.outcome, r.detail) for r in res]
+    assert "2 s" in res[0].detail
+    assert wall < 4.0 and cpu < 5.0, (wall, cpu)
+    assert (res[1].width, res[1].height) == (300, 200)  # the next SVG renders in a fresh child
