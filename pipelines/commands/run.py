@@ -150,7 +150,8 @@ def list_all(pipe: ModuleType, specs: list[str], cfg, limit: int | None = None) 
     records, seen = [], set()
     for spec in specs:
         recs = pipe.list_inputs([spec], cfg)
-        if not recs:
+        pattern = "://" not in spec and (any(c in spec for c in "*?[") or Path(spec).is_dir())
+        if not recs or (pattern and all(r["status"] == "failed" and r.get("error_kind") == "not_found" for r in recs)):
             raise ConfigError(f"input {spec!r} matches nothing (no file, folder entry or list line of a kind "
                               f"braid {pipe.NAME} reads)")
         for r in recs:
