@@ -247,10 +247,10 @@ def _null():
     return contextlib.nullcontext()
 
 
-VARIANTS = ("flex-compiled-sorted,flex-compiled-sorted+hostmask,flex-compiled-seq+hostmask,"
-            "flex-compiled-sorted+hostmask+rmsnorm,flex-compiled-sorted+hostmask+swiglu,"
-            "flex-compiled-sorted+hostmask+rope,flex-compiled-sorted+hostmask+rmsnorm+swiglu+rope,"
-            "flex-compiled-sorted+hostmask+trunk,sample-compiled-seq,dense-compiled-sorted")
+VARIANTS = ("flex-compiled-sorted,flex-compiled-sorted+hostmask,sample-compiled-seq,dense-compiled-sorted,"
+            "flex-compiled-sorted+hostmask+trunk,flex-compiled-sorted+hostmask+swiglu,"
+            "flex-compiled-sorted+hostmask+rope,flex-compiled-sorted+hostmask+rmsnorm,"
+            "flex-compiled-sorted+hostmask+rmsnorm+swiglu+rope")
 TODAY = "flex-compiled-sorted"  # the trainer's path before this benchmark's changes
 
 
@@ -410,6 +410,7 @@ def main(argv=None) -> int:
         info["results"] = results
         if out_dir:  # partial results survive a time limit
             Path(out_dir, "bench_mot_train_raw.json").write_text(json.dumps(info, indent=1))
+            record(info, results, args, out_dir)
     kernels.use(())
     print(f"\n{'variant':52} {'step s':>7} {'tokens/s':>9} {'TFLOP/s':>8} {'MFU':>6} {'GiB':>5}  first CE / MSE"
           f"   ({name}, torch {torch.__version__}, {args.accum} x {batch.n_real} tokens, "

@@ -39,6 +39,9 @@ def on(name: str, x: torch.Tensor) -> bool:
     return name in _on and x.is_cuda
 
 
+# Liger's kernels run as eager islands inside compiled blocks: traced by torch.compile they crashed the
+# step with an illegal memory access (torch 2.11, liger-kernel 0.8.5, H200)
+@torch.compiler.disable
 def rms_norm(x, weight, eps):
     """Liger's RMSNorm (Llama casting: statistics in float32, output in the input's dtype)."""
     from liger_kernel.ops import LigerRMSNormFunction
@@ -48,12 +51,14 @@ def rms_norm(x, weight, eps):
     return y.view(shape)
 
 
+@torch.compiler.disable
 def silu_mul(gate, up):
     from liger_kernel.ops import LigerSiLUMulFunction
 
     return LigerSiLUMulFunction.apply(gate, up, 1.0, 1.0)
 
 
+@torch.compiler.disable
 def rope(q, k, cos, sin):
     """q (1, H, T, Dh), k (1, Hkv, T, Dh) laid out as (1, T, h, Dh); cos/sin (T, 1, Dh) -> rotated q, k."""
     from liger_kernel.ops import LigerRopeFunction
