@@ -17,6 +17,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from samples import SHARED_DATA
 
 
+def pytest_sessionfinish(session, exitstatus):
+    """With BRAID_FAIL_ON_SKIP=1 (``make test``, CI) a skipped test fails the run: what CI skips, nobody
+    checks. The one skip allowed is a GPU-only test on a machine without a GPU (its reason says "no GPU")."""
+    if os.environ.get("BRAID_FAIL_ON_SKIP") != "1":
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = reporter.stats.get("skipped", []) if reporter else []
+    bad = [r for r in skipped if "no GPU" not in str(r.longrepr)]
+    if bad:
+        reporter.write_line(f"{len(bad)} test(s) skipped without a 'no GPU' reason; failing the run", red=True)
+        session.exitstatus = 1
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
