@@ -22,9 +22,8 @@ from dataclasses import dataclass
 from captioners.base import CaptionRequest
 from captioners.prompts import get_prompt
 from captioners.prompts_reasoning import THINK_SYSTEM, THINK_SYSTEM_ID
-from schemas import CaptionerInfo, ImageSegment, Sample, Source, TextSegment, make_key
-
 from pipelines.reasoning_aug.checks import Rejection
+from schemas import CaptionerInfo, ImageSegment, Sample, Source, TextSegment, make_key
 
 
 @dataclass(frozen=True)
@@ -47,7 +46,7 @@ def ask(prompt_id: str, variables: dict, images: tuple, cfg, slack: float) -> Ca
     """A request whose token limit sits just above the prompt's budget, so an over-long reply is caught."""
     p = get_prompt(prompt_id)
     return CaptionRequest(prompt_id=prompt_id, variables=variables, images=tuple(images),
-                          max_tokens=int(p.max_tokens * slack) + 1, temperature=cfg.temperature, seed=cfg.seed)
+                          max_tokens=int(p.max_tokens * slack) + 1, temperature=cfg.caption.temperature, seed=cfg.seed)
 
 
 def choose(n: int, k: int, *seed_parts) -> list[int]:

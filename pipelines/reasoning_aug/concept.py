@@ -11,15 +11,29 @@ and the judge's reason go into the sample's meta.
 
 from __future__ import annotations
 
+from pipelines.reasoning_aug.checks import (
+    Rejection,
+    check_leak,
+    check_parts,
+    check_text,
+    parse_labeled,
+    parse_pair,
+    parse_verdict,
+)
+from pipelines.reasoning_aug.common import (
+    Step,
+    as_input,
+    as_target,
+    ask,
+    build_sample,
+    model_segment,
+    think,
+    with_provenance,
+)
+from pipelines.reasoning_aug.readers import SourceRecord
 from schemas import ImageSegment, TextSegment
 
-from pipelines.reasoning_aug.checks import Rejection, check_leak, check_parts, check_text, parse_labeled, parse_pair, parse_verdict
-from pipelines.reasoning_aug.common import Step, as_input, as_target, ask, build_sample, model_segment, think, with_provenance
-from pipelines.reasoning_aug.readers import SourceRecord
-
 KIND = "reasoning_concept"
-PAIR_ID, QUESTION_ID, JUDGE_ID, EXPLAIN_ID = (
-    "concept_pair@v1", "concept_question@v1", "concept_judge@v1", "concept_explain@v1")
 
 
 def candidates(src: SourceRecord, cfg) -> list[dict] | Rejection:
@@ -51,7 +65,7 @@ def _pair(unit: dict) -> tuple[ImageSegment, ImageSegment]:
 def _request_pair(unit: dict, cfg):
     p = unit["payload"]
     listing = "\n".join(f"{i + 1}. {c}" for i, c in enumerate(p["captions"]))
-    return ask(PAIR_ID, {"context": p["context"], "image_list": listing}, (), cfg, cfg.limits.budget_slack)
+    return ask(cfg.caption.concept_pair_prompt_id, {"context": p["context"], "image_list": listing}, (), cfg, cfg.limits.budget_slack)
 
 
 def _accept_pair(unit: dict, text: str, cfg) -> dict | Rejection:
@@ -62,7 +76,7 @@ def _accept_pair(unit: dict, text: str, cfg) -> dict | Rejection:
 def _request_question(unit: dict, cfg):
     p, (a, b) = unit["payload"], unit["out"]["pair"]
     variables = {"context": p["context"][:600], "input_caption": p["captions"][a], "output_caption": p["captions"][b]}
-    return ask(QUESTION_ID, variables, tuple(i.data for i in _pair(unit)), cfg, cfg.limits.budget_slack)
+    return ask(cfg.caption.concept_question_prompt_id, variables, tuple(i.data for i in _pair(unit)), cfg, cfg.limits.budget_slack)
 
 
 def _accept_question(unit: dict, text: str, cfg) -> dict | Rejection:
@@ -78,7 +92,7 @@ def _accept_question(unit: dict, text: str, cfg) -> dict | Rejection:
 
 def _request_judge(unit: dict, cfg):
     o = unit["out"]
-    return ask(JUDGE_ID, {"question": o["question"], "answer": o["answer"]}, tuple(i.data for i in _pair(unit)), cfg,
+    return ask(cfg.caption.concept_judge_prompt_id, {"question": o["question"], "answer": o["answer"]}, tuple(i.data for i in _pair(unit)), cfg,
                cfg.limits.budget_slack)
 
 
@@ -94,7 +108,7 @@ def _accept_judge(unit: dict, text: str, cfg) -> dict | Rejection:
 
 def _request_explain(unit: dict, cfg):
     o = unit["out"]
-    return ask(EXPLAIN_ID, {"question": o["question"], "answer": o["answer"]}, tuple(i.data for i in _pair(unit)),
+    return ask(cfg.caption.concept_explain_prompt_id, {"question": o["question"], "answer": o["answer"]}, tuple(i.data for i in _pair(unit)),
                cfg, cfg.limits.budget_slack)
 
 

@@ -10,14 +10,22 @@ from __future__ import annotations
 
 from itertools import pairwise
 
+from pipelines.reasoning_aug.checks import Rejection
+from pipelines.reasoning_aug.common import (
+    Step,
+    as_input,
+    as_target,
+    ask,
+    build_sample,
+    choose,
+    model_segment,
+    think,
+    with_provenance,
+)
+from pipelines.reasoning_aug.readers import SourceRecord
 from schemas import ImageSegment, TextSegment
 
-from pipelines.reasoning_aug.checks import Rejection
-from pipelines.reasoning_aug.common import Step, as_input, as_target, ask, build_sample, choose, model_segment, think, with_provenance
-from pipelines.reasoning_aug.readers import SourceRecord
-
 KIND = "reasoning_edit"
-INSTRUCTION_ID, TRACE_ID, VIDEO_TRACE_ID = "edit_instruction@v1", "edit_trace@v1", "edit_trace_video@v1"
 
 
 def _video_pairs(src: SourceRecord) -> list[dict]:
@@ -51,7 +59,7 @@ def _request_instruction(unit: dict, cfg):
     p = unit["payload"]
     if p["instruction"] is not None:
         return None
-    return ask(INSTRUCTION_ID, {"change": p["change"]}, (p["source"].data, p["target"].data), cfg,
+    return ask(cfg.caption.edit_instruction_prompt_id, {"change": p["change"]}, (p["source"].data, p["target"].data), cfg,
                cfg.limits.budget_slack)
 
 
@@ -61,7 +69,7 @@ def _accept_instruction(unit: dict, text: str, cfg) -> dict | Rejection:
 
 def _request_trace(unit: dict, cfg):
     p = unit["payload"]
-    prompt = VIDEO_TRACE_ID if p["origin"] == "video" else TRACE_ID
+    prompt = cfg.caption.edit_video_trace_prompt_id if p["origin"] == "video" else cfg.caption.edit_trace_prompt_id
     instruction = p["instruction"] if p["instruction"] is not None else unit["out"]["instruction"]
     return ask(prompt, {"instruction": instruction}, (p["source"].data, p["target"].data), cfg,
                cfg.limits.budget_slack)

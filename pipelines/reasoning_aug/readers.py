@@ -10,19 +10,15 @@ Hugging Face ``Image`` feature).
 
 from __future__ import annotations
 
-import glob
 import io
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from schemas.config import ConfigError
+from pipelines.reasoning_aug.config import EditConfig
 from schemas import ImageSegment, Sample, ShardError
 from schemas.sample import SampleError
 from schemas.wds import decode_sample
-
-from pipelines.reasoning_aug.config import EditConfig
 
 SHARD_EXTS = (".tar",)
 TABLE_EXTS = (".parquet",)
@@ -59,34 +55,6 @@ class SourceRecord:
     @property
     def licence(self) -> str | None:
         return self.sample.source.licence if self.sample is not None else None
-
-
-def expand_inputs(paths: list[str]) -> list[str]:
-    """Files, directories (their shards and tables, sorted) and globs, as absolute paths.
-
-    A named file is kept even when it is missing or of another type, so that it ends as a ``failed``
-    input with a reason; a directory or glob that yields nothing is a configuration error.
-    """
-    out: list[str] = []
-    for p in paths:
-        if os.path.isdir(p):
-            found = sorted(str(f) for f in Path(p).rglob("*") if f.suffix in SHARD_EXTS + TABLE_EXTS and f.is_file())
-            if not found:
-                raise ConfigError(f"directory {p!r} holds no shards (.tar) or tables (.parquet)")
-            out.extend(found)
-        elif any(c in p for c in "*?["):
-            found = sorted(f for f in glob.glob(p, recursive=True) if os.path.isfile(f))
-            if not found:
-                raise ConfigError(f"pattern {p!r} matches no files")
-            out.extend(found)
-        else:
-            out.append(p)
-    if not out:
-        raise ConfigError("no inputs given")
-    seen: dict[str, None] = {}
-    for f in out:
-        seen.setdefault(os.path.abspath(f), None)
-    return list(seen)
 
 
 def input_type(path: str) -> str:

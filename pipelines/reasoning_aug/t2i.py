@@ -7,15 +7,13 @@ image), image-caption pairs, and video frames (no caption; the nearby change cap
 
 from __future__ import annotations
 
-from schemas import ImageSegment, TextSegment
-
 from pipelines.reasoning_aug.checks import Rejection, check_parts, check_text, parse_labeled
 from pipelines.reasoning_aug.common import Step, as_target, ask, build_sample, model_segment, think, with_provenance
 from pipelines.reasoning_aug.readers import SourceRecord
+from schemas import ImageSegment, TextSegment
 
 KIND = "reasoning_t2i"
 SOURCE_KINDS = ("web", "pair", "video")
-QUERY_ID, TRACE_ID = "t2i_query@v1", "t2i_trace@v1"
 
 
 def _caption_for(segs: tuple, i: int, kind: str) -> str:
@@ -58,7 +56,7 @@ def _note(payload: dict) -> str:
 
 def _request_query(unit: dict, cfg):
     p = unit["payload"]
-    return ask(QUERY_ID, {"caption_note": _note(p)}, (p["image"].data,), cfg, cfg.limits.budget_slack)
+    return ask(cfg.caption.t2i_query_prompt_id, {"caption_note": _note(p)}, (p["image"].data,), cfg, cfg.limits.budget_slack)
 
 
 def _accept_query(unit: dict, text: str, cfg) -> dict | Rejection:
@@ -69,7 +67,7 @@ def _accept_query(unit: dict, text: str, cfg) -> dict | Rejection:
 
 def _request_trace(unit: dict, cfg):
     p = unit["payload"]
-    return ask(TRACE_ID, {"query": unit["out"]["query"], "caption_note": _note(p)}, (p["image"].data,), cfg,
+    return ask(cfg.caption.t2i_trace_prompt_id, {"query": unit["out"]["query"], "caption_note": _note(p)}, (p["image"].data,), cfg,
                cfg.limits.budget_slack)
 
 

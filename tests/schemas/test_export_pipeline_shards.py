@@ -27,17 +27,19 @@ def reason_run(tmp_path_factory):
         import reason_inputs as ri
     finally:
         sys.path.remove(str(REASON_TESTS))
-    from pipelines.core.executor import RunConfig
-    from pipelines.reasoning_aug.config import ReasonConfig
-    from pipelines.reasoning_aug.pipeline import reason
+    from pipelines.core.executor import RunConfig, run_pipeline
+    from pipelines.reasoning_aug import pipeline as reason
+    from pipelines.reasoning_aug.config import ReasonCaptionConfig, ReasonConfig
 
     src = tmp_path_factory.mktemp("src")
     inputs = [ri.write_shard(src, "video", [ri.video_sample(0), ri.video_sample(1)]),
               ri.write_shard(src, "web", [ri.web_sample(0), ri.web_sample(1)]),
               ri.write_shard(src, "pair", [ri.pair_sample(0)])]
     out = tmp_path_factory.mktemp("reason")
-    summary = reason(ReasonConfig(run=RunConfig(out_dir=str(out), executor="local", num_cpus=2), batch_size=4),
-                     [str(p) for p in inputs], factory=ri.StandInCaptioner)
+    cfg = ReasonConfig(run=RunConfig(out_dir=str(out), executor="local", num_cpus=2),
+                       caption=ReasonCaptionConfig(batch_size=4))
+    summary = run_pipeline(reason.build_stages(cfg, ri.StandInCaptioner),
+                           reason.list_inputs([str(p) for p in inputs], cfg), cfg.run, reason.NAME, cfg)
     assert summary["written"] > 0
     return src, out
 

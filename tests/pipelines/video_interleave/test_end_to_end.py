@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from pipelines.commands.cli import main
-from pipelines.core.executor import run_pipeline
+from pipelines.commands.run import run_job
 from pipelines.core.inputs import VIDEO_EXTS, list_inputs
+from pipelines.video_interleave import pipeline as video
 from pipelines.video_interleave.config import VideoConfig
-from pipelines.video_interleave.pipeline import NAME, build_stages
 from schemas import load_manifest, read_samples, validate
 
 
@@ -39,8 +39,8 @@ def check_shards(out: Path) -> list:
     return samples
 
 
-def run_video(inputs: list[dict], cfg: VideoConfig) -> dict:
-    return run_pipeline(build_stages(cfg), inputs, cfg.run, NAME, cfg)
+def run_video(specs: list[str], cfg: VideoConfig) -> dict:
+    return run_job(video, specs, cfg)
 
 
 def real_cfg(out: Path, tiny_vlm: Path, executor: str) -> VideoConfig:
@@ -55,7 +55,7 @@ def test_real_videos_in_process_with_tiny_captioner_and_resume(shared_data, tiny
     inputs = list_inputs([str(shared_data / "videos")], VIDEO_EXTS)
     assert len(inputs) == 7
     out = tmp_path / "out"
-    summary = run_video(inputs, real_cfg(out, tiny_vlm, "local"))
+    summary = run_video([str(shared_data / "videos")], real_cfg(out, tiny_vlm, "local"))
     assert summary["inputs"] == 7 and summary["written"] + summary["filtered"] + summary["failed"] == 7
     assert summary["failed"] == 0 and summary["written"] >= 6
     samples = check_shards(out)
@@ -68,15 +68,14 @@ def test_real_videos_in_process_with_tiny_captioner_and_resume(shared_data, tiny
         assert recs[i]["status"] == "split"
         assert all(recs[c]["status"] in ("written", "filtered") for c in recs[i]["children"])
     shards = sorted(p.name for p in out.glob("*.tar"))
-    again = run_video(inputs, real_cfg(out, tiny_vlm, "local"))
+    again = run_video([str(shared_data / "videos")], real_cfg(out, tiny_vlm, "local"))
     assert again["resumed_inputs"] == 7 and sorted(p.name for p in out.glob("*.tar")) == shards
 
 
 @pytest.mark.timeout(240)
 def test_real_videos_through_local_ray(shared_data, tiny_vlm, ray_local, tmp_path):
-    inputs = list_inputs([str(shared_data / "videos")], VIDEO_EXTS)
     out = tmp_path / "ray"
-    summary = run_video(inputs, real_cfg(out, tiny_vlm, "ray"))
+    summary = run_video([str(shared_data / "videos")], real_cfg(out, tiny_vlm, "ray"))
     assert summary["inputs"] == 7 and summary["failed"] == 0 and summary["written"] >= 6
     samples = check_shards(out)
     assert len(samples) == summary["samples_written"]

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from pipelines.commands.cli import main as braid
-from pipelines.core.executor import run_pipeline
+from pipelines.commands.run import run_job as run
 from pipelines.web_interleave import pipeline as web
 from pipelines.web_interleave.config import WebConfig
 from schemas import load_manifest, read_samples, validate
@@ -21,7 +21,7 @@ FAULT_REASONS = {"http_404", "http_500", "timeout", "too_large", "not_an_image",
 
 def run_web_job(specs: list[str], cfg: WebConfig) -> dict:
     web.check_config(cfg)
-    return run_pipeline(web.build_stages(cfg), web.list_inputs(specs, cfg), cfg.run, web.NAME, cfg)
+    return run(web, specs, cfg)
 
 
 def web_cfg(out: Path, executor: str = "local", **over) -> WebConfig:
