@@ -9,10 +9,9 @@ so a re-run writes the same keys.
 
 from __future__ import annotations
 
-from schemas import CaptionerInfo, ImageSegment, Sample, Source, TextSegment, make_key
-
 from pipelines.video_interleave.config import AssembleConfig
 from pipelines.video_interleave.subtitles import cues_between
+from schemas import CaptionerInfo, ImageSegment, Sample, Source, TextSegment, make_key
 
 STAGE = "assemble"
 

@@ -120,11 +120,6 @@ class WebCaptionConfig(CaptionConfig):
     summary_prompt_id: str = "summarize@v1"
     review_prompt_id: str = "topic_label@v1"
 
-    def __post_init__(self):
-        super().__post_init__()
-        if self.caption_max_tokens < 1:
-            raise ValueError("caption_max_tokens must be positive")
-
 
 @dataclass(frozen=True)
 class WebConfig:
@@ -136,15 +131,15 @@ class WebConfig:
     run: RunConfig = field(default_factory=RunConfig)
     captioner: CaptionerConfig = field(default_factory=CaptionerConfig)
     caption: WebCaptionConfig = field(default_factory=WebCaptionConfig)
+    batch_size: int = 4
     fetch: FetchConfig = field(default_factory=FetchConfig)
     filters: FilterConfig = field(default_factory=FilterConfig)
     topic: TopicConfig = field(default_factory=TopicConfig)
     text: TextConfig = field(default_factory=TextConfig)
-    batch_size: int = 4
 
     def __post_init__(self):
-        if self.batch_size < 1:
-            raise ValueError("batch_size must be positive")
+        if self.batch_size < 1 or self.caption.caption_max_tokens < 1:
+            raise ValueError("batch_size and caption.caption_max_tokens must be positive")
 
     @classmethod
     def tiny(cls) -> WebConfig:

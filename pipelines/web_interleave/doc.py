@@ -47,8 +47,8 @@ class WebImage:
     width: int = 0
     height: int = 0
     fetch: dict = field(default_factory=dict)
-    scores: dict = field(default_factory=dict)
     sha256: str = ""
+    scores: dict = field(default_factory=dict)
     caption: str = ""
     caption_status: str = ""
     context: str = ""

@@ -199,3 +199,32 @@ def test_caption_stage_summaries_errors_and_order():
     out2 = caption_docs([rec], replace(cfg, text=replace(cfg.text, summarize=False)), StandIn())[0]
     first = out2["doc"].items[0]
     assert first.long and not first.summary and first.tokens > 300
+
+
+def test_a_batch_retried_record_by_record_gives_each_record_its_own_outcome():
+    """The assemble stage over two documents, the second of which breaks (an image without bytes): the stage is
+    retried record by record, and the first document, which the failed batch attempt had already handled,
+    still becomes its sample."""
+    from dataclasses import replace
+
+    from pipelines.core.stage import Stage, apply_stage
+    from pipelines.web_interleave.assemble import assemble_docs
+    from pipelines.web_interleave.doc import TextBlock, WebDoc, WebImage
+
+    cfg = WebConfig.tiny()
+    cfg = replace(cfg, filters=replace(cfg.filters, min_relevance=None))
+
+    def doc(name: str, datas: list) -> dict:
+        items = [TextBlock(f"{name} intro.", (0,))]
+        for i, data in enumerate(datas):
+            items.append(WebImage(f"http://x/{name}/{i}.jpg", 1 + i, data=data, ext="jpg", width=480, height=360,
+                                  caption=f"Picture {i}.", caption_status="ok"))
+        d = WebDoc(name, f"http://x/{name}", "html", tuple(items), source=f"http://x/{name}")
+        return {"id": name, "input": name, "status": "ok", "doc": d, "captioner": {"backend": "stub", "model": "s"}}
+
+    good, broken = doc("good", [drawing(i) for i in range(3)]), doc("broken", [drawing(5), drawing(6), None])
+    before = dict(good)
+    out = {r["id"]: r for r in apply_stage(Stage("assemble", assemble_docs, cfg), [good, broken])}
+    assert out["good"]["status"] == "ok" and len(out["good"]["sample"].images) == 3
+    assert out["broken"]["status"] == "failed" and out["broken"]["error_kind"] == "TypeError"
+    assert good == before  # the stage never changed its input record
