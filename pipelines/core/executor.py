@@ -156,7 +156,7 @@ def _timed(clock: StageClock, st: Stage, part: list[dict], run: RunConfig, state
 
 def _run_local(stages, pending, run, out, prefix, done_units) -> None:
     states = [st.setup(st.cfg) if st.setup else None for st in stages]
-    sink = RunSink(out, prefix, done_units, run.max_samples_per_shard, run.max_shard_bytes)
+    sink = RunSink(out, prefix, done_units, run.max_samples_per_shard, run.max_shard_bytes, _uris(pending))
     clock = StageClock(out)
     try:
         for i in range(0, len(pending), run.chunk_size):
@@ -278,6 +278,7 @@ def _actor_class(stage: Stage, run: RunConfig, out: Path) -> type:
     class _ActorStage:
         def __init__(self):
             self.stage, self.state, self.clock = stage, stage.setup(stage.cfg), StageClock(out)
+            self.clock.start(stage.name)
 
         def __call__(self, batch):
             done = _pack(_timed(self.clock, self.stage, _rows(batch), run, self.state))
@@ -288,7 +289,11 @@ def _actor_class(stage: Stage, run: RunConfig, out: Path) -> type:
     return _ActorStage
 
 
-def _make_sink(out: Path, prefix: str, done_units: set[str], run: RunConfig):
+def _uris(records: list[dict]) -> dict[str, str]:
+    return {r["id"]: r["uri"] for r in records if isinstance(r.get("uri"), str)}
+
+
+def _make_sink(out: Path, prefix: str, done_units: set[str], run: RunConfig, uris: dict[str, str]):
     from ray.data import Datasink
     from ray.data.block import BlockAccessor
 
@@ -303,7 +308,7 @@ def _make_sink(out: Path, prefix: str, done_units: set[str], run: RunConfig):
                     p.unlink(missing_ok=True)
             mine = {r["id"] for r in _part_records(out, task_prefix)
                     if r.get("status") != "written" or is_complete(out / str(r.get("shard")))}
-            sink = RunSink(out, task_prefix, done_units | mine, run.max_samples_per_shard, run.max_shard_bytes)
+            sink = RunSink(out, task_prefix, done_units | mine, run.max_samples_per_shard, run.max_shard_bytes, uris)
             try:
                 for block in blocks:
                     rows = BlockAccessor.for_block(block).iter_rows(public_row_format=False)
@@ -351,7 +356,7 @@ def _run_ray(ray, plan, stages, pending, run, out, prefix, done_units) -> None:
             task = type(st.name, (_TaskStage,), {})(st, run, out)
             ds = ds.map_batches(task,
                                 batch_size=st.batch_size, num_cpus=cpus, batch_format="numpy", zero_copy_batch=False)
-    ds.write_datasink(_make_sink(out, prefix, done_units, run), ray_remote_args={"num_cpus": writer_cpus})
+    ds.write_datasink(_make_sink(out, prefix, done_units, run, _uris(pending)), ray_remote_args={"num_cpus": writer_cpus})
     return _ray_stats_text(ds)
 
 

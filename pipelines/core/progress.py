@@ -30,6 +30,11 @@ class StageClock:
         self.totals: dict[str, dict] = {}
         self._last = 0.0
 
+    def start(self, stage: str) -> None:
+        """Announce a worker of ``stage`` (an actor after its set-up), so its file exists before any batch."""
+        self.totals.setdefault(stage, {"seconds": 0.0, "batches": 0, "records": 0})
+        self.flush()
+
     def add(self, stage: str, seconds: float, records: int) -> None:
         t = self.totals.setdefault(stage, {"seconds": 0.0, "batches": 0, "records": 0})
         t["seconds"] += seconds
@@ -47,6 +52,17 @@ class StageClock:
             os.replace(tmp, self.path)
         except OSError:
             pass  # timing is a diagnostic; a full disk shows up where the samples are written
+
+
+def stage_workers(out_dir: str | Path, stage: str) -> int:
+    """How many workers (processes, actors) ran ``stage`` in the latest attempt."""
+    n = 0
+    for p in (Path(out_dir) / TIMES_DIR).glob("*.json"):
+        try:
+            n += stage in json.loads(p.read_text())
+        except (OSError, ValueError):
+            continue
+    return n
 
 
 def stage_totals(out_dir: str | Path) -> dict[str, dict]:

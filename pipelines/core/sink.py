@@ -35,8 +35,9 @@ class RunSink:
     """Consumes finished records of one writer (one shard prefix, one manifest part)."""
 
     def __init__(self, out_dir: str | Path, prefix: str, skip_ids: set[str] = frozenset(),
-                 max_count: int = 1000, max_bytes: int = 1 << 30):
+                 max_count: int = 1000, max_bytes: int = 1 << 30, uris: dict[str, str] | None = None):
         self.out_dir = Path(out_dir)
+        self.uris = uris or {}  # input id -> uri, for records a stage rebuilt without it
         self.skip = set(skip_ids)
         self.manifest = ManifestWriter(self.out_dir / "manifest" / f"{prefix}.jsonl")
         self.writer = ShardWriter(self.out_dir, prefix, max_count, max_bytes, before_stats=self._shard_done)
@@ -51,6 +52,8 @@ class RunSink:
                 self.counts["skipped"] += 1
                 continue
             self.skip.add(rec["id"])
+            if not rec.get("uri") and rec.get("input") in self.uris:
+                rec = {**rec, "uri": self.uris[rec["input"]]}
             if rec["status"] != "ok":
                 now.append(manifest_record(rec))
                 self.counts[rec["status"]] += 1
