@@ -7,8 +7,9 @@ import ast
 import importlib.metadata
 import re
 import sys
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("schemas", "captioners", "pipelines", "model")
@@ -22,7 +23,7 @@ def _norm(name: str) -> str:
 
 def _declared() -> tuple[set[str], dict[str, set[str]]]:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    req = lambda spec: _norm(re.split(r"[<>=!~\[; ]", spec, maxsplit=1)[0])  # noqa: E731
+    req = lambda spec: _norm(re.split(r"[<>=!~\[; ]", spec, maxsplit=1)[0])
     extras = {k: {req(s) for s in v} for k, v in project.get("optional-dependencies", {}).items()}
     return {req(s) for s in project["dependencies"]}, extras
 
@@ -59,5 +60,5 @@ def test_every_third_party_import_is_declared():
             continue
         names = {_norm(d) for d in dists.get(mod, [])}
         if not names & declared:
-            missing.append(f"{mod} (distribution {sorted(names) or 'not installed'}; imported by {sorted(files)[0]})")
+            missing.append(f"{mod} (distribution {sorted(names) or 'not installed'}; imported by {min(files)})")
     assert not missing, "imported but not declared in pyproject.toml dependencies: " + "; ".join(missing)

@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -237,9 +236,9 @@ def test_retryable_failures_run_again_and_end_as_a_clean_run(tmp_path):
 def test_a_second_run_on_the_same_out_is_refused_while_the_first_holds_it(tmp_path):
     d = _inputs(tmp_path, 2)
     out = tmp_path / "o"
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; sys.path.insert(0, '.'); "
+    holder = subprocess.Popen([sys.executable, "-c", ("import sys, time; sys.path.insert(0, '.'); "
                                "from pipelines.core.lock import OutputLock; "
-                               f"l = OutputLock({str(out)!r}); l.acquire(); print('held', flush=True); time.sleep(30)"],
+                               f"l = OutputLock({str(out)!r}); l.acquire(); print('held', flush=True); time.sleep(30)")],
                               stdout=subprocess.PIPE, text=True, cwd=Path(__file__).parents[2])
     try:
         assert holder.stdout.readline().strip() == "held"
@@ -291,7 +290,7 @@ def test_a_full_disk_is_one_sentence_and_the_run_resumes(tmp_path):
         pytest.skip("mounting a small tmpfs needs root")
     mnt = tmp_path / "small"
     mnt.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=300k", "tmpfs", str(mnt)], capture_output=True)
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=300k", "tmpfs", str(mnt)], capture_output=True, check=False)
     if r.returncode != 0:
         pytest.skip(f"tmpfs cannot be mounted here: {r.stderr.decode().strip()}")
     try:
@@ -303,7 +302,7 @@ def test_a_full_disk_is_one_sentence_and_the_run_resumes(tmp_path):
                               "--set", "run.max_samples_per_shard=2")
         assert code == 4 and "cannot write to" in err and "Traceback" not in err
         subprocess.run(["mount", "-o", "remount,size=8m", str(mnt)], check=True)
-        code, text, err = _braid(NAME, str(d), "--out", str(out), "--frames", "8", "--set", "run.max_samples_per_shard=2")
+        code, _text, err = _braid(NAME, str(d), "--out", str(out), "--frames", "8", "--set", "run.max_samples_per_shard=2")
         assert code == 0, err
         assert json.loads((out / "summary.json").read_text())["written"] == 40
     finally:

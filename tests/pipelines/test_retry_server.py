@@ -1,0 +1,103 @@
+"""A caption server that answers 503 and then recovers: the first run records retryable failures, the next
+run retries them, and the output ends with the same samples, byte for byte, as a clean run."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+import threading
+from contextlib import redirect_stderr, redirect_stdout
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from loopback import QuietReplies
+
+from pipelines.commands.cli import main
+
+
+class FlakyVLM:
+    """An OpenAI-compatible chat server on loopback: 503 while ``down``, else a caption made from the request."""
+
+    def __init__(self):
+        self.down = True
+        self.posts = 0
+        srv = self
+
+        class Handler(QuietReplies, BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            content_type = "application/json"
+
+            def do_GET(self):
+                if self.path.rstrip("/") == "/v1/models":
+                    return self.reply(200, json.dumps({"data": [{"id": "flaky-vlm"}]}).encode())
+                self.reply(404, b"{}")
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+                srv.posts += 1
+                if srv.down:
+                    return self.reply(503, b'{"error": {"message": "overloaded"}}')
+                n_images = sum(1 for part in body["messages"][-1]["content"] if part.get("type") == "image_url")
+                text = f"the scene shifts across {n_images} frames"
+                self.reply(200, json.dumps({"choices": [{"message": {"role": "assistant", "content": text},
+                                                         "finish_reason": "stop"}],
+                                            "usage": {"prompt_tokens": 10, "completion_tokens": 6}}).encode())
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+
+
+@pytest.fixture
+def flaky():
+    srv = FlakyVLM()
+    yield srv
+    srv.close()
+
+
+def _braid(*args: str) -> tuple[int, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        code = main(list(args))
+    return code, out.getvalue() + err.getvalue()
+
+
+def _samples(out: Path) -> dict[str, bytes]:
+    got = {}
+    for p in sorted(out.glob("*.tar")):
+        with tarfile.open(p) as t:
+            for m in t.getmembers():
+                got[m.name] = t.extractfile(m).read()
+    return got
+
+
+def test_503_then_recovery_retries_to_the_bytes_of_a_clean_run(flaky, tmp_path):
+    from pipelines.video_interleave.synth import Scene, write_scenes
+
+    vids = tmp_path / "videos"
+    write_scenes(vids / "a.mp4", [Scene("moving", 48, 1), Scene("pan", 48, 2)], 24.0, (256, 144))
+    write_scenes(vids / "b.mp4", [Scene("moving", 48, 3)], 24.0, (256, 144))
+    args = ["video", str(vids), "--preset", "tiny", "--captioner", "openai", "--base-url", flaky.url, "--model", "flaky-vlm",
+            "--set", "captioner.max_retries=0", "--set", "captioner.retry_backoff_s=0"]
+    out = tmp_path / "out"
+    code, text = _braid(*args, "--out", str(out))
+    assert code == 1 and flaky.posts > 0, text  # every input failed while the server was down
+    failed = [json.loads(x) for p in (out / "manifest").glob("*.jsonl") for x in p.read_text().splitlines()
+              if '"failed"' in x]
+    assert failed and all(r["retryable"] and "503" in r["message"] for r in failed)
+    assert not _samples(out)
+
+    flaky.down = False
+    code, text = _braid(*args, "--out", str(out))
+    assert code == 0, text
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["retried_inputs"] == 2 and summary["failed"] == 0 and summary["written"] == 2
+
+    clean = tmp_path / "clean"
+    assert _braid(*args, "--out", str(clean))[0] == 0
+    assert _samples(out) == _samples(clean) and _samples(clean)
