@@ -275,6 +275,10 @@ def main(argv=None) -> int:
     ap.add_argument("--no-attention-alone", action="store_true", help="skip the attention-alone comparison")
     ap.add_argument("--tiny", action="store_true", help="CPU dry run: tiny preset, 512 tokens, 2 steps")
     ap.add_argument("--probe", action="store_true", help="only time compiling FlexAttention on a small shape")
+    ap.add_argument("--write-shards", default="", metavar="DIR",
+                    help="only write the benchmark's synthetic samples (base-preset image size) as shards for a "
+                         "`braid train` run, and exit")
+    ap.add_argument("--samples", type=int, default=256, help="samples for --write-shards")
     ap.add_argument("--dump-after", type=float, default=0, help="print every thread's stack after this many s")
     args = ap.parse_args(argv)
 
@@ -289,6 +293,13 @@ def main(argv=None) -> int:
         faulthandler.dump_traceback_later(args.dump_after, exit=False)
     if args.probe:
         return probe_flex()
+    if args.write_shards:
+        from schemas import ShardWriter
+
+        with ShardWriter(args.write_shards, max_count=max(1, args.samples // 2)) as w:
+            for i, s in enumerate(synthetic_samples(args.samples, (256, 192))):
+                w.write(s.replace(key=f"b-{i:05d}"))
+        return 0
 
     from model import attention, kernels
     from model.attention import block_mask, block_tiles, dense_mask

@@ -14,7 +14,7 @@ import io
 from dataclasses import dataclass
 
 from model.data import gen_size, load_pixels
-from model.mot import LATENT, TEXT, VIT
+from model.mot import LATENT, TEXT, VIT, Inputs
 from model.run_folder import Bundle
 
 
@@ -85,8 +85,9 @@ class ContextBuilder:
             if split.causal and n > 1:
                 mask = torch.ones(n, past + n, dtype=torch.bool, device=self.b.device).tril(diagonal=past)
             with self._autocast():
-                return self.model.forward_hidden(split.h, split.pos, und, gen, mask, attend_gqa,
-                                                 past_kvs=list(ctx.kvs) or None)
+                out = self.model(Inputs(split.pos, (und, gen), mask, attend_gqa, embeds=split.h,
+                                        past_kvs=list(ctx.kvs) or None))
+            return out.hidden, out.kvs
         # full recomputation: every split of the context again, then this one, under the dense mask
         from model.attention import CAUSAL, FULL, MaskSpec, dense_mask
 
@@ -98,10 +99,10 @@ class ContextBuilder:
         mode = torch.cat([torch.full((s.h.shape[0],), CAUSAL if s.causal else FULL, device=self.b.device)
                           for s in splits])
         mask = dense_mask(MaskSpec(torch.zeros_like(sid), sid, mode))
+        routes = ((kind != LATENT).nonzero().squeeze(1), (kind == LATENT).nonzero().squeeze(1))
         with self._autocast():
-            hidden, _ = self.model.forward_hidden(h, pos, (kind != LATENT).nonzero().squeeze(1),
-                                                  (kind == LATENT).nonzero().squeeze(1), mask, attend_gqa)
-        return hidden[-n:], None
+            out = self.model(Inputs(pos, routes, mask, attend_gqa, embeds=h))
+        return out.hidden[-n:], None
 
     def _extend(self, ctx: Context, split: Split, next_pos: int, cached: bool = True):
         """(hidden of the split, the context with the split appended)."""

@@ -219,6 +219,14 @@ class Batch:
             return self.und_idx, self.gen_idx
         return slice(0, self.n_und), slice(self.n_und, None)
 
+    def pin(self) -> Batch:
+        """The same pack in page-locked host memory, so ``to(cuda)`` copies without waiting for the GPU."""
+        import torch
+
+        pinned = {k: (v.pin_memory() if isinstance(v, torch.Tensor) else v) for k, v in self.__dict__.items()}
+        pinned["gen_images"] = [g.pin_memory() for g in self.gen_images]
+        return Batch(**pinned)
+
     def to(self, device) -> Batch:
         import torch
 

@@ -3,6 +3,8 @@ checkpoints, metrics and the loss curve; data-parallel over ``torchrun`` ranks."
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import logging
 import math
@@ -13,9 +15,10 @@ from pathlib import Path
 import torch
 
 from model import checkpoint as ck
-from model.attention import attend, build_mask
+from model.attention import attend, block_tiles, build_mask
 from model.autoencoder import build_autoencoder
 from model.data import DataError, pack
+from model.flops import FlopCounter, peak_tflops
 from model.mot import MoT
 from model.objective import compute_losses
 
@@ -61,20 +64,42 @@ class Trainer:
         self.ae = build_autoencoder(cfgs["autoencoder"])
         if self.tcfg.compile:
             self.model.compile_blocks(dynamic=True)
+        # the module that runs the forward: under torchrun, DistributedDataParallel averages the gradients
+        self.net = self.model
+        if world > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            # a pack may lack CE tokens, ViT images or latents, leaving those parameters out of its graph
+            self.net = DistributedDataParallel(self.model, device_ids=[device.index] if device.type == "cuda"
+                                               else None, find_unused_parameters=True)
         t = self.tcfg
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=t.lr, betas=(t.beta1, t.beta2), eps=t.eps,
                                      weight_decay=t.weight_decay, fused=device.type == "cuda")
         self.ema = {k: v.detach().clone().float() for k, v in self.model.state_dict().items()} if t.ema else None
         self.step, self.position = 0, (0, 0)
         self.mask_kind = t.attention
+        if self.mask_kind == "auto":
+            self.mask_kind = "flex" if device.type == "cuda" else "dense"
+        self.flops = FlopCounter(self.model)
+        self.peak = t.peak_tflops or (peak_tflops(torch.cuda.get_device_name(device)) if device.type == "cuda"
+                                      else None)
 
     # -- one batch ---------------------------------------------------------------------------------
 
-    def losses(self, batch, generator):
+    def losses(self, batch, generator, net=None):
+        """Forward one host-side pack; the block mask's tiles are built here on the host (``host_mask``), so
+        the GPU never builds masks and the next pack's mask is ready while this step's kernels run."""
+        tiles = None
+        if self.mask_kind == "flex" and self.tcfg.host_mask:
+            tiles = block_tiles(batch.mask_spec())
+            if self.device.type == "cuda":  # pageable copies would wait for the queued kernels
+                tiles = tuple(t.pin_memory() for t in tiles)
+                batch = batch.pin()
         batch = batch.to(self.device)
-        mask = build_mask(batch.mask_spec(), self.mask_kind)
+        mask = build_mask(batch.mask_spec(), self.mask_kind, tiles)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
-            return compute_losses(self.model, self.ae, batch, mask, attend, generator)
+            return compute_losses(net or self.model, self.ae, batch, mask, attend, generator,
+                                  weights=(self.tcfg.ce_weight, self.tcfg.mse_weight))
 
     def _generator(self, *parts: int) -> torch.Generator:
         seed = 0
@@ -94,8 +119,10 @@ class Trainer:
             ck.save_tensors(self.out / "ema.safetensors", self.ema, {"step": str(self.step)})
         flat, groups = ck.optimizer_tensors(self.opt)
         ck.save_tensors(ckdir / "optimizer.safetensors", flat)
-        ck.write_json(ckdir / "trainer_state.json", {"step": self.step, "position": list(self.position),
-                                                       "param_groups": groups, "world": self.world})
+        state = {"step": self.step, "position": list(self.position), "param_groups": groups, "world": self.world}
+        if getattr(self, "rank_digests", None):
+            state["rank_weights_sha256"] = self.rank_digests
+        ck.write_json(ckdir / "trainer_state.json", state)
         self._write_skips()
 
     def load(self) -> None:
@@ -116,20 +143,6 @@ class Trainer:
         (self.out / "skips.jsonl").write_text("".join(json.dumps(s) + "\n" for s in skips))
 
     # -- the loop ----------------------------------------------------------------------------------
-
-    def _allreduce_grads(self) -> None:
-        import torch.distributed as dist
-
-        params = list(self.model.parameters())
-        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
-        flat = torch.cat([g.reshape(-1) for g in grads])
-        dist.all_reduce(flat)
-        flat /= self.world
-        off = 0
-        for p in params:
-            n = p.numel()
-            p.grad = flat[off:off + n].view_as(p).clone()
-            off += n
 
     def eval_loss(self) -> dict | None:
         if self.eval_stream is None:
@@ -171,7 +184,7 @@ class Trainer:
             ev = self.eval_loss()
             if ev:
                 self._log({"step": 0, **ev})
-        t0, tokens = time.time(), 0
+        t0, tokens, flops = time.time(), 0, 0.0  # since the last logged row
         while self.step < t.steps:
             lr = lr_at(self.step, t)
             for g in self.opt.param_groups:
@@ -186,12 +199,15 @@ class Trainer:
                     if r == self.rank:
                         mine = plans
                 batch = pack(mine, self.tok, self.mcfg, sort_experts=True)
-                tokens += batch.n_real * self.world
-                out = self.losses(batch, self._generator(self.step, micro, self.rank))
-                (out["loss"] / t.accum).backward()
+                tokens += batch.n_real
+                flops += self.flops.pack(batch)
+                last = micro == t.accum - 1
+                # DDP averages gradients over the ranks in the last micro-step's backward only
+                sync = self.net.no_sync() if self.world > 1 and not last else contextlib.nullcontext()
+                with sync:
+                    out = self.losses(batch, self._generator(self.step, micro, self.rank), self.net)
+                    (out["loss"] / t.accum).backward()
                 sums += torch.stack([out[k].detach().float() for k in LOSS_KEYS]) / t.accum
-            if self.world > 1:
-                self._allreduce_grads()
             gnorm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.clip)
             self.opt.step()
             self.opt.zero_grad(set_to_none=True)
@@ -202,9 +218,13 @@ class Trainer:
             self.step += 1
             evaluate = self.rank == 0 and (self.step % t.eval_every == 0 or self.step == t.steps)
             if self.rank == 0 and (evaluate or self.step % t.log_every == 0 or self.step == t.steps):
-                losses = dict(zip(LOSS_KEYS, sums.tolist()))
+                losses = dict(zip(LOSS_KEYS, sums.tolist()))  # reading them waits for the step's kernels
+                dt = max(1e-9, time.time() - t0)
+                # tokens/s and MFU of every rank together since the last row (this rank's packs x world)
                 row = {"step": self.step, **losses, "lr": lr, "grad_norm": float(gnorm),
-                       "epoch": self.position[0], "tokens_per_s": tokens / max(1e-9, time.time() - t0)}
+                       "epoch": self.position[0], "tokens_per_s": tokens * self.world / dt}
+                if self.peak:
+                    row["mfu"] = flops / dt / (self.peak * 1e12)
                 ev = self.eval_loss() if evaluate else None
                 if ev:
                     row.update(ev)
@@ -214,6 +234,8 @@ class Trainer:
                 bar.update(1)
             if self.step % t.ckpt_every == 0 or self.step == t.steps:
                 self.save()
+            if self.step % t.log_every == 0 or evaluate:  # the next row's window starts after eval and save
+                t0, tokens, flops = time.time(), 0, 0.0
         if self.world > 1:
             self._check_in_sync()
         if self.rank == 0:
@@ -226,12 +248,19 @@ class Trainer:
             f.write(json.dumps(row) + "\n")
 
     def _check_in_sync(self) -> None:
+        """Every rank's weight digest (sha256 of the parameters' bytes), kept in trainer_state.json; raises
+        when the ranks' weights differ."""
         import torch.distributed as dist
 
-        s = torch.stack([p.detach().double().sum() for p in self.model.parameters()]).sum().reshape(1)
-        seen = [torch.zeros_like(s) for _ in range(self.world)]
-        dist.all_gather(seen, s)
-        if any(float(x) != float(s) for x in seen):
+        h = hashlib.sha256()
+        for p in self.model.parameters():
+            h.update(p.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+        mine = torch.tensor(list(h.digest()), dtype=torch.uint8 if self.device.type == "cpu" else torch.int32,
+                            device=self.device)
+        seen = [torch.zeros_like(mine) for _ in range(self.world)]
+        dist.all_gather(seen, mine)
+        self.rank_digests = [bytes(x.cpu().to(torch.uint8).tolist()).hex() for x in seen]
+        if len(set(self.rank_digests)) > 1:
             raise RuntimeError("ranks ended with different weights")
 
 

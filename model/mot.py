@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -51,8 +51,6 @@ class MoTConfig:
     latent_patch: int = 2
     gen_max_side: int = 512  # generation images are resized so their longer side fits this
     timestep_shift: float = 1.0  # t' = s*t / (1 + (s-1)*t); BAGEL: 1 in pre-training, 4 at higher resolution
-    ce_weight: float = 0.25
-    mse_weight: float = 1.0
 
     @property
     def vit_grid(self) -> int:
@@ -336,6 +334,49 @@ def latent_pos_ids(h: int, w: int, max_side: int, device=None) -> torch.Tensor:
 # ------------------------------------------------------------------------------------------------ model
 
 
+@dataclass
+class Inputs:
+    """What one forward reads: training, scoring and inference all fill this and call ``MoT.forward``.
+
+    The packed sequence is given as text ids (``input_ids``, (T,)) with ViT pixels and latent inputs placed
+    at ``vit_idx`` / ``latent_idx``, or as ready embeddings (``embeds``, (T, D)). ``routes`` are the rows
+    of the understanding and generation experts (index tensors, or slices when sorted by expert).
+    ``attend(q, k, v, attn_mask)`` is ``model.attention.attend`` or another attention with that signature.
+    Losses are computed when their targets are given: next-token CE at ``ce_idx`` against ``ce_targets``,
+    velocity MSE at the latent tokens ``mse_rows`` (indices into the latent tokens) against ``v_target``."""
+
+    position_ids: torch.Tensor
+    routes: tuple
+    attn_mask: object
+    attend: object
+    input_ids: torch.Tensor | None = None
+    embeds: torch.Tensor | None = None
+    vit_pixels: torch.Tensor | None = None
+    vit_idx: torch.Tensor | None = None
+    latent_x: torch.Tensor | None = None
+    latent_t: torch.Tensor | None = None
+    latent_pos: torch.Tensor | None = None
+    latent_idx: torch.Tensor | None = None
+    past_kvs: list | None = None
+    ce_idx: torch.Tensor | None = None
+    ce_targets: torch.Tensor | None = None
+    mse_rows: torch.Tensor | None = None
+    v_target: torch.Tensor | None = None
+
+
+@dataclass
+class Outputs:
+    """Final-normed hidden states (T, D), per-layer (k, v) of these tokens, and the losses asked for:
+    per-token CE (at ``ce_idx``) and MSE (at ``mse_rows``) and their means (float32, 0-dim)."""
+
+    hidden: torch.Tensor
+    kvs: list = field(default_factory=list)
+    ce_tok: torch.Tensor | None = None
+    mse_tok: torch.Tensor | None = None
+    ce: torch.Tensor | None = None
+    mse: torch.Tensor | None = None
+
+
 class MoT(nn.Module):
     def __init__(self, cfg: MoTConfig):
         super().__init__()
@@ -418,6 +459,32 @@ class MoT(nn.Module):
             kvs.append(kv)
         m = self.language_model.model
         return route(h, und_idx, gen_idx, m.norm, m.norm_moe_gen), kvs
+
+    def forward(self, x: Inputs) -> Outputs:
+        """The one forward pass: embeddings, the decoder stack, and the losses whose targets are given."""
+        h = x.embeds
+        if h is None:
+            h = self.embed(x.input_ids, None, x.vit_pixels, x.latent_x, x.latent_t, x.latent_pos, x.vit_idx,
+                           x.latent_idx)
+        hidden, kvs = self.forward_hidden(h, x.position_ids, *x.routes, x.attn_mask, x.attend, x.past_kvs)
+        out = Outputs(hidden, kvs)
+        if x.ce_idx is None and x.mse_rows is None:
+            return out
+        zero = hidden.sum().float() * 0.0  # keeps a graph (and every rank's backward) when a batch lacks one loss
+        if x.ce_idx is not None and x.ce_idx.numel():
+            logits = self.logits(hidden.index_select(0, x.ce_idx)).float()
+            out.ce_tok = F.cross_entropy(logits, x.ce_targets, reduction="none")
+            out.ce = out.ce_tok.mean()
+        else:
+            out.ce_tok, out.ce = hidden.new_zeros(0).float(), zero
+        if x.mse_rows is not None and x.mse_rows.numel():
+            rows = x.latent_idx.index_select(0, x.mse_rows)
+            pred = self.velocity(hidden.index_select(0, rows)).float()
+            out.mse_tok = (pred - x.v_target).pow(2).mean(-1)
+            out.mse = out.mse_tok.mean()
+        else:
+            out.mse_tok, out.mse = hidden.new_zeros(0).float(), zero
+        return out
 
     def logits(self, hidden):  # (n, D) -> (n, V)
         return self.language_model.lm_head(hidden)

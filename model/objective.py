@@ -1,5 +1,5 @@
 """The training objective on a packed batch: next-token CE on loss-bearing text plus rectified-flow velocity
-MSE on noised latents (logit-normal timesteps with shift), weighted ``ce_weight : mse_weight``.
+MSE on noised latents (logit-normal timesteps with shift), weighted ``ce_weight : mse_weight`` (train config).
 
 Per noised image: t = shift(sigmoid(n)), n ~ N(0, 1); x_t = (1 - t) x0 + t eps; target v = eps - x0.
 Clean latents enter with t = 0. Per-token losses are returned too, for scoring."""
@@ -7,15 +7,15 @@ Clean latents enter with t = 0. Per-token losses are returned too, for scoring."
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
-from model.mot import latent_pos_ids, patchify, shift_timesteps
+from model.mot import Inputs, latent_pos_ids, patchify, shift_timesteps
+
+LOSS_WEIGHTS = (0.25, 1.0)  # CE : MSE, BAGEL's; ``braid train`` takes them from its train config
 
 
-def latent_inputs(model, ae, batch, generator: torch.Generator | None, t_fixed: float | None = None):
+def latent_inputs(cfg, ae, batch, generator: torch.Generator | None, t_fixed: float | None = None):
     """(x_t (n, patch_dim), t (n,), pos ids (n,), velocity targets of noised tokens (m, patch_dim),
     positions of noised tokens among the latent tokens (m,))."""
-    cfg = model.cfg
     p = cfg.latent_patch
     dev = batch.input_ids.device
     with torch.no_grad():
@@ -51,27 +51,22 @@ def latent_inputs(model, ae, batch, generator: torch.Generator | None, t_fixed: 
             cat(noised_rows) if noised_rows else torch.zeros(0, dtype=torch.long, device=dev))
 
 
+def model_inputs(cfg, ae, batch, attn_mask, attend, generator: torch.Generator | None = None,
+                 t_fixed: float | None = None) -> Inputs:
+    """The forward's inputs for one packed batch, with noised latents and both loss targets."""
+    x_t, t, pos, v_target, noised_rows = latent_inputs(cfg, ae, batch, generator, t_fixed)
+    return Inputs(position_ids=batch.position_ids, routes=batch.routes(), attn_mask=attn_mask, attend=attend,
+                  input_ids=batch.input_ids, vit_pixels=batch.vit_pixels, vit_idx=batch.vit_idx, latent_x=x_t,
+                  latent_t=t, latent_pos=pos, latent_idx=batch.latent_idx, ce_idx=batch.ce_idx,
+                  ce_targets=batch.ce_targets, mse_rows=noised_rows, v_target=v_target)
+
+
 def compute_losses(model, ae, batch, attn_mask, attend, generator: torch.Generator | None = None,
-                   t_fixed: float | None = None) -> dict:
-    """Forward one packed batch. Returns loss (weighted sum), ce, mse (means), per-token ce_tok (at
+                   t_fixed: float | None = None, weights: tuple[float, float] = LOSS_WEIGHTS) -> dict:
+    """Forward one packed batch through ``model`` (a MoT, or one wrapped in DistributedDataParallel).
+    Returns loss (``weights[0] * ce + weights[1] * mse``), ce, mse (means), per-token ce_tok (at
     ``batch.ce_idx``) and mse_tok (at the noised latent tokens, in order)."""
-    cfg = model.cfg
-    x_t, t, pos, v_target, noised_rows = latent_inputs(model, ae, batch, generator, t_fixed)
-    h = model.embed(batch.input_ids, batch.kind, batch.vit_pixels, x_t, t, pos, batch.vit_idx, batch.latent_idx)
-    hidden, _ = model.forward_hidden(h, batch.position_ids, *batch.routes(), attn_mask, attend)
-    zero = hidden.sum() * 0.0  # keeps a graph (and every rank's backward) when a batch lacks one loss
-    if batch.ce_idx.numel():
-        logits = model.logits(hidden.index_select(0, batch.ce_idx)).float()
-        ce_tok = F.cross_entropy(logits, batch.ce_targets, reduction="none")
-        ce = ce_tok.mean()
-    else:
-        ce_tok, ce = hidden.new_zeros(0).float(), zero.float()
-    if noised_rows.numel():
-        rows = batch.latent_idx.index_select(0, noised_rows)
-        pred = model.velocity(hidden.index_select(0, rows)).float()
-        mse_tok = (pred - v_target).pow(2).mean(-1)
-        mse = mse_tok.mean()
-    else:
-        mse_tok, mse = hidden.new_zeros(0).float(), zero.float()
-    loss = cfg.ce_weight * ce + cfg.mse_weight * mse
-    return {"loss": loss, "ce": ce, "mse": mse, "ce_tok": ce_tok, "mse_tok": mse_tok}
+    cfg = getattr(model, "module", model).cfg
+    out = model(model_inputs(cfg, ae, batch, attn_mask, attend, generator, t_fixed))
+    loss = weights[0] * out.ce + weights[1] * out.mse
+    return {"loss": loss, "ce": out.ce, "mse": out.mse, "ce_tok": out.ce_tok, "mse_tok": out.mse_tok}

@@ -32,6 +32,7 @@ class Bundle:
     dtype: object
     run_dir: Path | None = None
     weights: str = ""
+    loss_weights: tuple[float, float] = (0.25, 1.0)  # CE : MSE of the run's train config
 
 
 def _need(path: Path, what: str) -> Path:
@@ -71,7 +72,18 @@ def load_run(run_dir: str | Path, device: str | None = None, weights: str = "aut
         doc = json.loads(cfg_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise InferError(f"{cfg_path}: not valid JSON ({e})") from None
-    mcfg = _section(MoTConfig, doc, "model", cfg_path)
+    model_doc = doc.get("model")
+    legacy = {}
+    if isinstance(model_doc, dict):  # run folders written when the loss weights sat in the model section
+        model_doc = dict(model_doc)
+        legacy = {k: model_doc.pop(k) for k in ("ce_weight", "mse_weight") if k in model_doc}
+    train = doc.get("train") if isinstance(doc.get("train"), dict) else {}
+    try:
+        loss_weights = (float(train.get("ce_weight", legacy.get("ce_weight", 0.25))),
+                        float(train.get("mse_weight", legacy.get("mse_weight", 1.0))))
+    except (TypeError, ValueError):
+        raise InferError(f"{cfg_path}: the loss weights are not numbers") from None
+    mcfg = _section(MoTConfig, {**doc, "model": model_doc}, "model", cfg_path)
     dcfg = _section(DataConfig, doc, "data", cfg_path) if "data" in doc else DataConfig()
     ae_cfg = _section(AutoencoderConfig, doc, "autoencoder", cfg_path) if "autoencoder" in doc else None
     ae_path = _need(run / "autoencoder.json", "the autoencoder settings")
@@ -122,4 +134,4 @@ def load_run(run_dir: str | Path, device: str | None = None, weights: str = "aut
     if dtype is None:
         dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32
     model = model.to(device=dev, dtype=dtype).eval().requires_grad_(False)  # inference: no autograd graphs
-    return Bundle(model, tok, ae, mcfg, dcfg, dev, dtype, run, found[0].name)
+    return Bundle(model, tok, ae, mcfg, dcfg, dev, dtype, run, found[0].name, loss_weights)

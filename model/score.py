@@ -6,7 +6,8 @@ A sample is planned and packed exactly as for training, without condition dropou
   without its loss flag; the sample score uses only loss-bearing ones, as training does);
 - each generation-target image: velocity MSE per latent token, averaged over fixed timesteps with
   fixed noise seeded by (seed, key, timestep), so a score never changes between runs or batchings;
-- the sample: ``ce_weight * CE + mse_weight * MSE`` (token-weighted means), the training objective.
+- the sample: ``ce_weight * CE + mse_weight * MSE`` (token-weighted means, the run's train-config weights),
+  the training objective.
 
 Scores are comparable within a sample kind (kinds differ in layout and text style); ``rank_scores`` puts
 samples on one scale by a robust z-score within their kind.
@@ -87,7 +88,7 @@ def score_sample(bundle, sample, timesteps=DEFAULT_TIMESTEPS, seed: int = 0) -> 
     with torch.no_grad(), autocast:
         for i, t in enumerate(timesteps):
             g = torch.Generator(device=bundle.device).manual_seed(_seed(seed, sample.key, i))
-            out = compute_losses(model, bundle.ae, batch, mask, attend, g, t_fixed=t)
+            out = compute_losses(model, bundle.ae, batch, mask, attend, g, t_fixed=t, weights=bundle.loss_weights)
             if ce_tok is None:
                 ce_tok = out["ce_tok"].float()  # text never sees noised latents: the same at every t
             m = out["mse_tok"].float()
@@ -109,7 +110,8 @@ def score_sample(bundle, sample, timesteps=DEFAULT_TIMESTEPS, seed: int = 0) -> 
     text_vals = [ce_tok[ce_seg == s.seg] for s in segs if s.kind == "text" and s.loss]
     ce = float(torch.cat(text_vals).mean()) if text_vals else None
     mse = float(mse_tok.mean()) if mse_tok is not None and mse_tok.numel() else None
-    score = mcfg.ce_weight * (ce or 0.0) + mcfg.mse_weight * (mse or 0.0)
+    w_ce, w_mse = bundle.loss_weights
+    score = w_ce * (ce or 0.0) + w_mse * (mse or 0.0)
     if ce is None and mse is None:
         return SampleScore(sample.key, sample.kind, None, None, None, plan.n_tokens, segs,
                            note="no loss-bearing text and no generation target")

@@ -47,7 +47,11 @@ class TrainConfig:
     log_every: int = 10
     seed: int = 0
     compile: bool = False  # torch.compile each decoder block
-    attention: str = "auto"  # "auto" (flex on GPU, dense on CPU), "flex" or "dense"
+    attention: str = "auto"  # "auto" (flex on GPU, dense on CPU), "flex", "dense" or "sample" (per-sample SDPA)
+    host_mask: bool = True  # flex: build the block mask's tiles on the host with the pack, off the GPU's path
+    ce_weight: float = 0.25  # loss = ce_weight * CE + mse_weight * MSE (BAGEL's weights)
+    mse_weight: float = 1.0
+    peak_tflops: float = 0.0  # for the MFU in metrics.jsonl; 0: the GPU's dense bf16 peak by name (H100/H200: 989)
 
     @classmethod
     def preset(cls, name: str) -> TrainConfig:
@@ -155,6 +159,9 @@ def _run(args) -> int:
     shards, eval_arg, out = _check_args(args)
     if args.resume:
         saved = json.loads((out / "config.json").read_text())
+        for k in ("ce_weight", "mse_weight"):  # run folders from when the loss weights sat in the model section
+            if k in saved["model"]:
+                saved["train"].setdefault(k, saved["model"].pop(k))
         cfgs = {k: C(**saved[k]) for k, C in SECTIONS.items()}
     else:
         cfgs = load_configs(args.config)

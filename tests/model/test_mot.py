@@ -104,7 +104,7 @@ def test_routing_by_gradients(tiny):
 def _latents(model, ae, batch):
     from model.objective import latent_inputs
 
-    x, t, pos, _, _ = latent_inputs(model, ae, batch, _gen())
+    x, t, pos, _, _ = latent_inputs(model.cfg, ae, batch, _gen())
     return x, t, pos
 
 

@@ -101,6 +101,17 @@ def test_two_gloo_ranks(tmp_path, shards):
     assert (tmp_path / "ddp" / "checkpoint" / "trainer_state.json").is_file()
     state = json.loads((tmp_path / "ddp" / "checkpoint" / "trainer_state.json").read_text())
     assert state["world"] == 2
+    digests = state["rank_weights_sha256"]  # DistributedDataParallel kept both ranks' weights identical
+    assert len(digests) == 2 and digests[0] == digests[1]
+    from safetensors.torch import load_file
+
+    from model.mot import MoT, MoTConfig
+
+    cfg = json.loads((tmp_path / "ddp" / "config.json").read_text())["model"]
+    torch.manual_seed(0)  # the trainer's initial weights (train seed 0)
+    start = MoT(MoTConfig(**cfg)).state_dict()
+    trained = load_file(str(tmp_path / "ddp" / "model.safetensors"))
+    assert sum(not torch.equal(trained[k], start[k]) for k in trained) > len(trained) // 2  # the steps moved them
 
 
 def test_bad_input_gives_clear_messages(tmp_path, shards, capsys):
