@@ -1,4 +1,4 @@
-"""Stage 2, generate: each unit's generator steps, one batched captioner call per step across the batch.
+"""Stage 2, caption (generation): each unit's generator steps, one batched captioner call per step across the batch.
 
 A step's reply is checked (``checks.py``) and parsed by the step; a rejected reply ends the unit ``filtered``
 (the model's text in ``detail``), a captioner error ends it ``failed``. Units are never changed in place: each

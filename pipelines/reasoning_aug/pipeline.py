@@ -65,7 +65,7 @@ def build_stages(cfg: ReasonConfig, factory: Callable[[], object] | None = None)
     settings = GenerateSettings(cfg, str(Path(cfg.run.out_dir) / CACHE_DIR), factory)
     return [
         Stage("read", read_units, cfg, batch_size=1),
-        Stage("generate", generate, settings, setup=open_captioner, num_cpus=cap.num_cpus, num_gpus=cap.num_gpus,
+        Stage("caption", generate, settings, setup=open_captioner, num_cpus=cap.num_cpus, num_gpus=cap.num_gpus,
               batch_size=cap.batch_size, concurrency=cap.concurrency),
         Stage("assemble", assemble_units, cfg, batch_size=cap.batch_size),
     ]
