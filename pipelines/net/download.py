@@ -32,7 +32,7 @@ from pathlib import Path
 from pipelines.net.fetch import FetchConfig, Fetcher
 from pipelines.net.netguard import address_refusal, numeric_host_refusal
 
-HOST_SCHEMES = ("ftp", "sftp", "ssh", "smb", "webhdfs", "hdfs", "dask")
+HOST_SCHEMES = ("ftp", "sftp", "ssh", "smb", "webhdfs", "hdfs")
 HTTP_SCHEMES = ("http", "https")
 
 
