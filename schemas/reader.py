@@ -1,8 +1,15 @@
 """Reading shards without unpickling anything: plain tarfile, our own decode, member names checked.
 
 webdataset's default decoders unpickle ``.pyd``/``.pickle`` members; this reader never does. It
-accepts only regular-file members with flat, printable names, bounds member sizes, and notices a
-truncated tar (tarfile alone silently stops at a cut that falls on a block boundary).
+accepts only regular-file members with flat, printable names and notices a truncated tar (tarfile
+alone silently stops at a cut that falls on a block boundary).
+
+Work and memory stay bounded on hostile shards: a member over ``MAX_MEMBER_BYTES`` (the JSON member
+over ``schemas.wds.MAX_JSON_BYTES``), a member that would take its sample past ``MAX_SAMPLE_BYTES``,
+and sparse members (a few bytes on disk that unpack to gigabytes) are never read. Each refusal is a
+problem of that sample: ``decode_sample`` raises SampleError naming it, and reading goes on with the
+next sample. Layout problems of the shard itself (unsafe names, links, repeated keys, truncation)
+still end the shard with ShardError.
 """
 
 from __future__ import annotations
@@ -13,9 +20,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from schemas.sample import Sample, SampleError
-from schemas.wds import decode_sample, split_member
+from schemas.wds import MAX_JSON_BYTES, Members, decode_sample, split_member
 
-MAX_MEMBER_BYTES = 1 << 30
+MAX_MEMBER_BYTES = 128 << 20
+MAX_SAMPLE_BYTES = 512 << 20
 
 
 class ShardError(ValueError):
@@ -49,13 +57,31 @@ def _is_plain_tar(path: Path) -> bool:
     return not head.startswith((b"\x1f\x8b", b"BZh", b"\xfd7zXZ"))
 
 
-def iter_members(path: str | Path, max_member_bytes: int = MAX_MEMBER_BYTES) -> Iterator[tuple[str, dict[str, bytes]]]:
-    """(key, {suffix: bytes}) per sample, in tar order. Raises ShardError on layout problems."""
+def _refusal(info: tarfile.TarInfo, suffix: str, used: int, max_member_bytes: int, max_sample_bytes: int) -> str:
+    """Why a member is not read (empty when it is read)."""
+    if info.issparse():
+        return f"is a sparse member that unpacks to {info.size} bytes; Braid shards hold plain members"
+    limit = min(max_member_bytes, MAX_JSON_BYTES) if suffix == "json" else max_member_bytes
+    if info.size > limit:
+        return f"has {info.size} bytes, over the limit of {limit} per member"
+    if used + info.size > max_sample_bytes:
+        return f"would take the sample to {used + info.size} bytes, over the limit of {max_sample_bytes} per sample"
+    return ""
+
+
+def iter_members(path: str | Path, max_member_bytes: int = MAX_MEMBER_BYTES,
+                 max_sample_bytes: int = MAX_SAMPLE_BYTES) -> Iterator[tuple[str, dict[str, bytes]]]:
+    """(key, {suffix: bytes}) per sample, in tar order. Raises ShardError on layout problems.
+
+    The dict is a ``schemas.wds.Members``: members refused unread (see the module docstring) are left
+    out of it and named in its ``problems``, which ``decode_sample`` turns into a SampleError.
+    """
     shard = str(path)
     path = Path(path)
     seen: set[str] = set()
     key: str | None = None
-    group: dict[str, bytes] = {}
+    group = Members()
+    used = 0
     try:
         plain = _is_plain_tar(path)
         with tarfile.open(path, "r:*") as tar:
@@ -63,8 +89,6 @@ def iter_members(path: str | Path, max_member_bytes: int = MAX_MEMBER_BYTES) -> 
                 check_member_name(shard, info.name)
                 if not info.isfile():
                     raise ShardError(f"{shard}: member {info.name!r} is not a regular file; Braid shards hold only files")
-                if info.size > max_member_bytes:
-                    raise ShardError(f"{shard}: member {info.name!r} has {info.size} bytes (limit {max_member_bytes})")
                 try:
                     k, suffix = split_member(info.name)
                 except SampleError as e:
@@ -75,11 +99,16 @@ def iter_members(path: str | Path, max_member_bytes: int = MAX_MEMBER_BYTES) -> 
                     if k in seen:
                         raise ShardError(f"{shard}: members of sample {k!r} are not contiguous (or the key repeats)")
                     seen.add(k)
-                    key, group = k, {}
-                if suffix in group:
+                    key, group, used = k, Members(), 0
+                if suffix in group or suffix in group.refused:
                     raise ShardError(f"{shard}: member {info.name!r} appears twice")
+                why = _refusal(info, suffix, used, max_member_bytes, max_sample_bytes)
+                if why:
+                    group.refuse(suffix, f"sample {k!r}: member {info.name} {why}")
+                    continue
                 f = tar.extractfile(info)
                 group[suffix] = f.read() if f else b""
+                used += len(group[suffix])
             end = tar.offset
         if plain:
             _check_end(shard, path, end)

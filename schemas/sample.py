@@ -175,6 +175,19 @@ def _fail(key: str, fld: str, msg: str) -> SampleError:
     return SampleError(f"sample {key!r}: field {fld!r}: {msg}")
 
 
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _optional_fields(obj: dict, prefix: str, types: dict[str, type], bad) -> None:
+    """Fields that may be absent or null, and otherwise must have the given type."""
+    names = {str: "a string", int: "an integer", dict: "an object"}
+    for name, typ in types.items():
+        v = obj.get(name)
+        if v is not None and (not isinstance(v, typ) or isinstance(v, bool)):
+            bad(prefix + name, f"must be {names[typ]} when present")
+
+
 def validate_json(doc: Any) -> list[str]:
     """All schema problems of a sample's JSON member, as messages naming the key and the field."""
     if not isinstance(doc, dict):
@@ -195,9 +208,17 @@ def validate_json(doc: Any) -> list[str]:
     src = doc.get("source")
     if not isinstance(src, dict) or not isinstance(src.get("uri"), str) or not src.get("uri"):
         bad("source.uri", "missing or not a non-empty string")
+    if isinstance(src, dict):
+        _optional_fields(src, "source.", {"licence": str, "position": int, "extra": dict}, bad)
+        span = src.get("span")
+        if span is not None and not (isinstance(span, list) and len(span) == 2 and all(map(_is_number, span))):
+            bad("source.span", "must be null or [start, end] in seconds")
     cap = doc.get("captioner")
     if cap is not None and not (isinstance(cap, dict) and {"backend", "model"} <= cap.keys()):
         bad("captioner", "must be null or an object with backend and model")
+    elif cap is not None and not (isinstance(cap.get("prompt_ids", []), list)
+                                  and all(isinstance(p, str) for p in cap.get("prompt_ids", []))):
+        bad("captioner.prompt_ids", "must be a list of strings")
     if not isinstance(doc.get("meta", {}), dict):
         bad("meta", "must be an object")
     segs = doc.get("segments")
@@ -217,6 +238,7 @@ def validate_json(doc: Any) -> list[str]:
                 bad(f + ".role", f"is {s.get('role')!r}, expected one of {', '.join(TEXT_ROLES)}")
             if not isinstance(s.get("loss"), bool):
                 bad(f + ".loss", "must be true or false")
+            _optional_fields(s, f + ".", {"prompt_id": str, "status": str, "meta": dict}, bad)
         elif s.get("type") == "image":
             if type(s.get("index")) is not int or s.get("index") != n_img:
                 bad(f + ".index", f"is {s.get('index')!r}, expected {n_img} (images number from 0 in order)")
@@ -235,6 +257,7 @@ def validate_json(doc: Any) -> list[str]:
                 bad(f, "an image must be an understanding input, a generation target, or both")
             if s.get("role") not in IMAGE_ROLES:
                 bad(f + ".role", f"is {s.get('role')!r}, expected one of {', '.join(IMAGE_ROLES)}")
+            _optional_fields(s, f + ".", {"provenance": dict}, bad)
         else:
             bad(f + ".type", f"is {s.get('type')!r}, expected 'text' or 'image'")
     return problems

@@ -4,13 +4,34 @@ Members of one sample, contiguous in the tar: ``<key>.json`` first, then ``<key>
 image (NNN = the image index, three digits). webdataset splits the key from the extension at the
 first dot of the basename, so keys never contain a dot and image members read back under the
 extension ``NNN.ext`` (for example ``000.jpg``).
+
+A JSON member is read only up to ``MAX_JSON_BYTES`` and ``MAX_JSON_DEPTH`` levels of nesting; a
+malformed one (bad UTF-8, bad JSON, nesting too deep, an integer too long to convert) is a
+SampleError of its sample, never another exception.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 
 from schemas.sample import KEY_RE, Sample, SampleError, sample_from_json, validate
+
+MAX_JSON_BYTES = 16 << 20
+MAX_JSON_DEPTH = 64
+
+
+class Members(dict):
+    """A sample's member bytes by suffix, plus the members refused unread and why (``problems``)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.refused: set[str] = set()
+        self.problems: list[str] = []
+
+    def refuse(self, suffix: str, problem: str) -> None:
+        self.refused.add(suffix)
+        self.problems.append(problem)
 
 
 def image_member(key: str, index: int, ext: str) -> str:
@@ -44,8 +65,23 @@ def _image_suffix(seg: dict) -> str | None:
     return f"{idx:03d}.{ext}"
 
 
+def _too_deep(doc: object, limit: int) -> bool:
+    stack = [(doc, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, (dict, list)):
+            if depth > limit:
+                return True
+            stack.extend((v, depth + 1) for v in (value.values() if isinstance(value, dict) else value))
+    return False
+
+
 def parse_json_member(key: str, members: dict[str, bytes]) -> dict:
-    """The sample's JSON member as an object; SampleError naming the key when missing or malformed."""
+    """The sample's JSON member as an object; SampleError naming the key when missing, malformed, or
+    refused by the reader (too large, sparse)."""
+    problems = getattr(members, "problems", None)
+    if problems:
+        raise SampleError("; ".join(problems))
     if "json" not in members:
         dotted = sorted(sfx for sfx in members if sfx.endswith(".json"))
         if dotted:
@@ -53,10 +89,20 @@ def parse_json_member(key: str, members: dict[str, bytes]) -> dict:
             raise SampleError(f"sample key {full!r} contains a dot (member {key}.{dotted[0]}): WebDataset readers split "
                               f"names at the first dot, so keys must be letters, digits, '_' or '-'")
         raise SampleError(f"sample {key!r}: field 'json': the JSON member {key}.json is missing")
+    raw = members["json"]
+    if len(raw) > MAX_JSON_BYTES:
+        raise SampleError(f"sample {key!r}: field 'json': {len(raw)} bytes, over the limit of {MAX_JSON_BYTES}")
     try:
-        doc = json.loads(members["json"].decode("utf-8"))
+        doc = json.loads(raw.decode("utf-8"))
+    except RecursionError:
+        raise SampleError(f"sample {key!r}: field 'json': nested deeper than {MAX_JSON_DEPTH} levels") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise SampleError(f"sample {key!r}: field 'json': not valid JSON ({e})") from None
+        raise SampleError(f"sample {key!r}: field 'json': not valid JSON ({str(e)[:200]})") from None
+    except ValueError:  # json turns integers of more than sys.get_int_max_str_digits() digits into ValueError
+        raise SampleError(f"sample {key!r}: field 'json': holds an integer too long to read "
+                          f"(over {sys.get_int_max_str_digits()} digits)") from None
+    if _too_deep(doc, MAX_JSON_DEPTH):
+        raise SampleError(f"sample {key!r}: field 'json': nested deeper than {MAX_JSON_DEPTH} levels")
     if not isinstance(doc, dict):
         raise SampleError(f"sample {key!r}: field 'json': holds a {type(doc).__name__}, not an object")
     if doc.get("key") != key:
@@ -92,4 +138,9 @@ def decode_sample(key: str, members: dict[str, bytes]) -> Sample:
             if suffix not in members:
                 raise SampleError(f"sample {key!r}: field 'segments image {seg['index']}': member {key}.{suffix} is missing")
             images.append(members[suffix])
-    return sample_from_json(doc, images)
+    try:
+        return sample_from_json(doc, images)
+    except SampleError:
+        raise
+    except (TypeError, ValueError, KeyError, AttributeError, IndexError) as e:  # a field the schema check let through
+        raise SampleError(f"sample {key!r}: field 'json': cannot be read as a sample ({type(e).__name__}: {e})") from None

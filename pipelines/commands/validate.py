@@ -17,11 +17,10 @@ import json
 import sys
 from pathlib import Path
 
-from schemas import SampleError, ShardError, iter_members, stats_path, validate_json
-from schemas.wds import member_problems, parse_json_member
-
 from pipelines.commands.html import MAX_PIXELS
 from pipelines.commands.view import shard_paths
+from schemas import SampleError, ShardError, iter_members, stats_path, validate_json
+from schemas.wds import member_problems, parse_json_member
 
 _PIL_FORMATS = {"jpg": "JPEG", "png": "PNG", "webp": "WEBP"}
 
@@ -51,6 +50,9 @@ def image_problems(key: str, seg: dict, data: bytes, max_pixels: int = MAX_PIXEL
 
 def sample_problems(key: str, members: dict[str, bytes], images: bool = True,
                     max_pixels: int = MAX_PIXELS) -> list[str]:
+    refused = getattr(members, "problems", None)  # members the reader did not read (sparse, over a limit)
+    if refused:
+        return list(refused)
     try:
         doc = parse_json_member(key, members)
     except SampleError as e:

@@ -16,8 +16,8 @@ import pytest
 from export_samples import all_samples, image_bytes, reasoning_edit_sample, video_sample, web_sample, write_run
 from PIL import Image
 
-from schemas import ImageSegment, Sample, ShardWriter, Source, TextSegment
 from pipelines.export.bagel import BagelExportConfig, export_bagel
+from schemas import ImageSegment, Sample, ShardWriter, Source, TextSegment
 
 pytestmark = pytest.mark.timeout(120)
 

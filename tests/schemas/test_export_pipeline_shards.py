@@ -11,10 +11,10 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from schemas import read_samples
 from pipelines.export.bagel import export_bagel
 from pipelines.export.hf import export_hf
 from pipelines.export.omnicorpus import document_to_sample, export_omnicorpus
+from schemas import read_samples
 
 pytestmark = pytest.mark.timeout(180)
 REASON_TESTS = Path(__file__).resolve().parents[1] / "pipelines" / "reasoning_aug"

@@ -77,3 +77,48 @@ def test_truncation_on_a_block_boundary_is_noticed(tmp_path):
         cut.write_bytes(data[:end])
         with pytest.raises(ShardError, match="truncated"):
             list(iter_members(cut))
+
+
+def test_members_over_the_limits_are_refused_unread_and_reading_goes_on(tmp_path):
+    from schemas import decode_sample, encode_sample
+    from schemas.sample import SampleError
+
+    samples = [make_sample(f"k-{i}", n_images=2) for i in range(3)]
+    members = [m for s in samples for m in encode_sample(s)]
+    big = max(len(b) for _, b in members)
+    shard = _tar(tmp_path / "s.tar", [(n, b + b"\0" * 4096 if n == "k-1.001.jpg" else b) for n, b in members])
+
+    got = dict(iter_members(shard, max_member_bytes=big + 100))
+    assert list(got) == ["k-0", "k-1", "k-2"] and "001.jpg" not in got["k-1"]
+    with pytest.raises(SampleError, match=r"^sample 'k-1': member k-1.001.jpg has \d+ bytes, over the limit of \d+ "
+                                          "per member$"):
+        decode_sample("k-1", got["k-1"])
+    assert [decode_sample(k, got[k]).key for k in ("k-0", "k-2")] == ["k-0", "k-2"]
+
+    sample_total = sum(len(b) for n, b in members if n.startswith("k-0."))
+    got = dict(iter_members(shard, max_sample_bytes=sample_total))
+    assert [k for k in got if got[k].problems] == ["k-1"]
+    assert "would take the sample to" in got["k-1"].problems[0] and "per sample" in got["k-1"].problems[0]
+
+
+def test_decode_turns_any_malformed_json_member_into_a_sample_error():
+    import json
+
+    from schemas import decode_sample, encode_sample
+    from schemas.sample import SampleError
+
+    members = {n.split(".", 1)[1]: b for n, b in encode_sample(make_sample("k-1", n_images=2))}
+    doc = json.loads(members["json"])
+    nested = json.dumps({**doc, "meta": {"m": "@"}}).replace('"@"', "[" * 70 + "]" * 70).encode()  # under 1000
+    hostile = [b"[" * 200_000 + b"]" * 200_000, b'{"key": ' + b"9" * 100_000 + b"}", b'{"key": "k-1", "x": "\xff"}',
+               nested]
+    for change in ({"span": 5}, {"span": ["a", 1]}, {"extra": [1]}, {"position": "x"}, {"licence": 3}):
+        hostile.append(json.dumps({**doc, "source": {**doc["source"], **change}}).encode())
+    hostile.append(json.dumps({**doc, "captioner": {**doc["captioner"], "prompt_ids": 5}}).encode())
+    segs = doc["segments"]
+    for i, change in ((0, {"provenance": 3}), (1, {"meta": 3}), (1, {"prompt_id": 3}), (1, {"status": []})):
+        hostile.append(json.dumps({**doc, "segments": [{**s, **change} if j == i else s for j, s in enumerate(segs)]})
+                       .encode())
+    for raw in hostile:
+        with pytest.raises(SampleError, match=r"^sample 'k-1': field '(json|source\.|captioner\.|segments\[)"):
+            decode_sample("k-1", {**members, "json": raw})
