@@ -160,8 +160,8 @@ def format_status(s: dict) -> str:
                          f"{c.get('unknown', 0):>8}")
         retry = sum(c.get("yes", 0) for c in fr.values())
         if retry:
-            lines.append(f"  {retry} failure(s) are transient (network, timeouts, server errors): a later run may "
-                         "succeed on them")
+            lines.append(f"  {retry} transient failure(s) (network, timeouts, server errors): the next run of the "
+                         "same command retries their inputs (unless --no-retry-failed)")
     return "\n".join(lines)
 
 
