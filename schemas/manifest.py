@@ -20,12 +20,15 @@ failed == inputs, always (an input with no complete record counts as failed, ``i
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 from collections import Counter
 from pathlib import Path
 
 from schemas.writer import is_complete
+
+log = logging.getLogger("braid")
 
 TERMINAL = ("written", "filtered", "failed")
 STATUSES = (*TERMINAL, "split")
@@ -39,6 +42,8 @@ class ManifestWriter:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._f = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - held open for the writer's lifetime
+        if self._f.tell() and not _ends_with_newline(self.path):
+            self._f.write("\n")  # a torn line from a killed writer stays alone on its line, new records start clean
 
     def append(self, records: list[dict]) -> None:
         if not records:
@@ -49,6 +54,12 @@ class ManifestWriter:
 
     def close(self) -> None:
         self._f.close()
+
+
+def _ends_with_newline(path: Path) -> bool:
+    with open(path, "rb") as f:
+        f.seek(-1, os.SEEK_END)
+        return f.read(1) == b"\n"
 
 
 def _natural(path: Path) -> list:
@@ -79,20 +90,34 @@ def load_manifest(out_dir: str | Path) -> dict[str, dict]:
     return records
 
 
+def _record(line: bytes) -> dict | None:
+    try:
+        rec = json.loads(line.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return None
+    if isinstance(rec, dict) and isinstance(rec.get("id"), str) and rec.get("status") in STATUSES:
+        return rec
+    return None
+
+
 def read_part(path: str | Path) -> list[dict]:
-    """The records of one manifest part, in order; a torn line or anything that is not a record is skipped."""
+    """The records of one manifest part, in order; a torn line or anything that is not a record is skipped.
+
+    A last line without its newline that does not parse (the writer was killed mid-line, possibly inside a
+    multi-byte character) is dropped with a warning: its unit has no final record, so the run redoes it.
+    """
     path = Path(path)
     if not path.exists():
         return []
     recs = []
-    with open(path, encoding="utf-8") as f:
+    with open(path, "rb") as f:
         for line in f:
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(rec, dict) and isinstance(rec.get("id"), str) and rec.get("status") in STATUSES:
+            rec = _record(line)
+            if rec is not None:
                 recs.append(rec)
+            elif not line.endswith(b"\n") and line.strip():
+                log.warning("%s: dropped a torn last line (%d bytes, the run writing it was stopped mid-line); "
+                            "its unit runs again", path, len(line))
     return recs
 
 
