@@ -15,7 +15,7 @@ needs as a file (a video at ``https://...``, ``s3://...``, any fsspec URI):
 The temporary file is removed on every path that does not hand it to the caller (refusal, HTTP error,
 size cap, timeout, interrupt). Errors raise ``DownloadError`` whose ``kind`` is the failure reason:
 the fetch outcomes (``refused_address``, ``timeout``, ``http_404``, ...) plus ``not_found``,
-``access_denied``, ``unsupported_scheme`` and ``read_error`` for fsspec sources.
+``access_denied``, ``unsupported_scheme`` and ``fetch_error`` (a transient read failure) for fsspec sources.
 """
 
 from __future__ import annotations
@@ -147,7 +147,7 @@ def _fsspec_copy(uri: str, out, max_bytes: int, time_limit_s: float) -> None:
     if isinstance(e, TimeoutError):
         raise DownloadError("timeout", f"{_short(uri)}: {e}") from None
     if isinstance(e, (OSError, ValueError)):
-        raise DownloadError("read_error", f"cannot read {_short(uri)}: {type(e).__name__}: {e}") from None
+        raise DownloadError("fetch_error", f"cannot read {_short(uri)}: {type(e).__name__}: {e}") from None
     raise e
 
 

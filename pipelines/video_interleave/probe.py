@@ -90,6 +90,8 @@ def decode_video(path: str, cfg: ProbeConfig, header: dict | None, cancel: threa
         raise DecodeError("timeout", "decoding ran past the time limit")
     try:
         d = decode_opencv(path, cfg, cancel)
+    except TooLarge:
+        raise
     except DecodeError as e:
         raise DecodeError(e.kind, "; ".join([*errors, str(e)])) from None
     if len(d.thumb_idx) == 0:
