@@ -23,6 +23,7 @@ from schemas import SampleError, ShardError, iter_members, stats_path, validate_
 from schemas.wds import member_problems, parse_json_member
 
 _PIL_FORMATS = {"jpg": "JPEG", "png": "PNG", "webp": "WEBP"}
+MAX_STATS_BYTES = 64 << 20
 
 
 def image_problems(key: str, seg: dict, data: bytes, max_pixels: int = MAX_PIXELS) -> list[str]:
@@ -70,9 +71,13 @@ def _stats_problems(path: Path, keys: list[str]) -> list[str]:
     if not sp.exists():
         return []
     try:
+        if sp.stat().st_size > MAX_STATS_BYTES:
+            return [f"stats file {sp.name} has {sp.stat().st_size} bytes, over the limit of {MAX_STATS_BYTES}"]
         stats = json.loads(sp.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        return [f"stats file {sp.name} is not valid JSON ({e})"]
+    except RecursionError:
+        return [f"stats file {sp.name} is nested too deeply to read"]
+    except (OSError, ValueError) as e:  # ValueError: bad UTF-8 or JSON, or an integer too long to convert
+        return [f"stats file {sp.name} is not valid JSON ({str(e)[:200]})"]
     problems = []
     if not isinstance(stats, dict):
         return [f"stats file {sp.name} holds no object"]

@@ -260,7 +260,7 @@ def run_summaries(shards: list[Path]) -> list[dict]:
         if summary.is_file():
             try:
                 entry["summary"] = json.loads(summary.read_text(encoding="utf-8"))
-            except (json.JSONDecodeError, UnicodeDecodeError):
+            except (ValueError, RecursionError):  # bad JSON or UTF-8, an over-long integer, nesting too deep
                 entry["summary_error"] = "summary.json is not valid JSON"
         runs = d / "runs.jsonl"
         if runs.is_file():
@@ -269,7 +269,7 @@ def run_summaries(shards: list[Path]) -> list[dict]:
                 try:
                     entry["last_run"] = json.loads(line)
                     break
-                except json.JSONDecodeError:
+                except (ValueError, RecursionError):
                     continue
         out.append(entry)
     return out

@@ -76,3 +76,15 @@ def test_layout_problems_extra_member_and_stats_mismatch(tmp_path, bad):
 def test_no_shards_is_a_usage_error(tmp_path, capsys):
     assert main(["validate", str(tmp_path)]) == 2
     assert "no .tar shards" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("stats", [b"[" * 200_000 + b"]" * 200_000, b'{"count": ' + b"9" * 100_000 + b"}",
+                                   b'{"count": "\xff"}'])
+def test_a_hostile_stats_file_is_a_problem_not_a_crash(tmp_path, bad, capsys, stats):
+    shard = tmp_path / "s-000000.tar"
+    shard.write_bytes(bad["good"].read_bytes())
+    (tmp_path / "s-000000_stats.json").write_bytes(stats)
+    assert main(["validate", str(shard)]) == 1
+    out, err = capsys.readouterr()
+    assert out.startswith(f"{shard}: stats file s-000000_stats.json ") and out.count("\n") == 1
+    assert "3 sample(s): 1 problem(s)" in err and "Traceback" not in out + err

@@ -112,3 +112,14 @@ def test_memory_stays_bounded_on_sparse_members(shards, tmp_path, argv):
     rc, rss_kb = proc.stdout.split()[-3], int(proc.stdout.split()[-1])
     assert rc == ("1" if args[0] == "validate" else "0"), proc.stdout + proc.stderr
     assert rss_kb < 400 * 1024, f"{' '.join(args)}: {rss_kb // 1024} MB peak RSS"
+
+
+def test_export_hf_reads_past_a_hostile_summary_and_runs_log(shards, tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "hostile.tar").write_bytes(shards["hostile"].read_bytes())
+    (run / "summary.json").write_bytes(b"[" * 200_000 + b"]" * 200_000)
+    (run / "runs.jsonl").write_bytes(b'{"attempt": 0, "pipeline": "video"}\n{"attempt": ' + b"9" * 100_000 + b"}\n")
+    assert main(["export", "hf", str(run / "hostile.tar"), "--out", str(tmp_path / "out")]) == 0
+    out, err = capsys.readouterr()
+    assert "exported 3 samples" in out and "Traceback" not in out + err
