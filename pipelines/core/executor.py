@@ -232,7 +232,11 @@ def _quiet_ray_data(ctx) -> None:
     # stops the once-per-process warning about falling back to pickled objects
     ctx.enable_fallback_to_arrow_object_ext_type = True
     if not log.isEnabledFor(logging.INFO):
-        ctx.enable_progress_bars = False  # our progress line stands for them; -v brings them back
+        logging.getLogger("ray.data").setLevel(logging.ERROR)  # its console lines; -v brings them back
+        ctx.enable_progress_bars = False  # our progress line stands for them
+        detectors = getattr(ctx, "issue_detectors_config", None)
+        if detectors is not None:  # its memory hints are Ray Data's, about a job it does not know; -v keeps them
+            detectors.detectors = []
         for h in logging.getLogger("ray.data").handlers:
             if type(h).__name__ != "SessionFileHandler":
                 h.setLevel(logging.WARNING)
