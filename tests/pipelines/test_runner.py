@@ -307,3 +307,23 @@ def test_a_full_disk_is_one_sentence_and_the_run_resumes(tmp_path):
         assert json.loads((out / "summary.json").read_text())["written"] == 40
     finally:
         subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def _slow_setup_stage(batch: list[dict], cfg, state) -> list[dict]:
+    for rec in batch:
+        if "hang" in rec["id"]:
+            time.sleep(30)
+    return [{**rec, "sample": make_sample(key=rec["id"])} for rec in batch]
+
+
+def test_set_up_stages_get_the_time_limit_too(tmp_path):
+    from pipelines.core.executor import run_pipeline
+    from pipelines.core.stage import new_record
+
+    stage = Stage("caption", _slow_setup_stage, None, setup=lambda cfg: object(), batch_size=4)
+    recs = [new_record(f"r{i}") for i in range(3)] + [new_record("hang-1")]
+    run = RunConfig(out_dir=str(tmp_path / "o"), executor="local", task_time_limit_s=1.0)
+    t0 = time.monotonic()
+    s = run_pipeline([stage], recs, run, "toy")
+    assert time.monotonic() - t0 < 10  # the hanging record cost its limit, not 30 s
+    assert (s["written"], s["failed"], s["by_error_kind"]) == (3, 1, {"TimeLimitExceeded": 1})
