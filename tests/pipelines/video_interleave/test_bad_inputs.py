@@ -208,5 +208,5 @@ def test_remote_videos_go_through_the_guarded_download(tmp_path):
     assert trickle["status"] == "failed" and trickle["error_kind"] == "timeout", trickle
     assert meta["status"] == "failed" and meta["error_kind"] == "refused_address" and "metadata" in meta["message"]
     assert refused["error_kind"] == "refused_address" and "--allow-private-net" in refused["message"], refused
-    assert took < 1.0
+    assert took < 3.0  # refused before any byte is read
     assert set(Path(tempfile.gettempdir()).glob("braid-fetch-*")) == temps  # no temp file left on any path
