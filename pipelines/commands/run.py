@@ -228,8 +228,14 @@ def run_job(pipe: ModuleType | str, specs: list[str], cfg, *, limit: int | None 
                               f"{'; ...' if len(diffs) > 5 else ''}); use another --out, or --overwrite to start over")
         if overwrite:
             clear_outputs(out)
-        return run_pipeline(pipe.build_stages(cfg), inputs, cfg.run, pipe.NAME, cfg, retry_failed=retry_failed,
-                            progress=progress)
+        summary = run_pipeline(pipe.build_stages(cfg), inputs, cfg.run, pipe.NAME, cfg, retry_failed=retry_failed,
+                               progress=progress)
+        if hasattr(pipe, "summary_extra"):  # a pipeline's own accounting beside the shared one
+            summary.update(pipe.summary_extra(cfg, inputs))
+            tmp = out / "summary.json.tmp"
+            tmp.write_text(json.dumps(summary, indent=1, sort_keys=True))
+            tmp.replace(out / "summary.json")
+        return summary
 
 
 def summary_text(name: str, s: dict, out: str) -> str:
