@@ -115,7 +115,8 @@ def _merge(rows: list[dict]) -> list[dict]:
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("shards", nargs="+", help="shard files (.tar) or directories holding them")
-    parser.add_argument("--checkpoint", required=True, help="a braid train run folder")
+    parser.add_argument("--checkpoint", required=True, help="a braid train run folder or a BAGEL checkpoint folder "
+                        "(llm_config.json, vit_config.json, ema.safetensors, ae.safetensors, tokenizer files)")
     parser.add_argument("--out", required=True, help="the parquet file to write (re-running resumes it)")
     parser.add_argument("--batch-size", type=int, default=64, help="samples per written part (default 64)")
     parser.add_argument("--timesteps", default="0.25,0.5,0.75",
@@ -138,18 +139,28 @@ def _timesteps(text: str) -> tuple[float, ...]:
 
 
 def load_checkpoint(path: str, device: str | None, weights: str = "auto"):
-    """A scoring bundle from a checkpoint folder; ConfigError naming what is wrong."""
-    from model.run_folder import InferError, load_run
+    """(bundle, score function) for a ``braid train`` run folder or a BAGEL checkpoint folder; ConfigError
+    naming what is wrong."""
+    from model.bagel_load import is_bagel_folder
     from schemas.config import ConfigError
 
+    if is_bagel_folder(path):
+        from model.bagel_score import load_bagel_bundle, score_sample_bagel
+
+        try:
+            return load_bagel_bundle(path, device, weights), score_sample_bagel
+        except ValueError as e:
+            raise ConfigError(f"--checkpoint: {e}") from None
+    from model.run_folder import InferError, load_run
+    from model.score import score_sample
+
     try:
-        return load_run(path, device, weights=weights)
+        return load_run(path, device, weights=weights), score_sample
     except InferError as e:
         raise ConfigError(f"--checkpoint: {e}") from None
 
 
 def run(args: argparse.Namespace) -> int:
-    from model.score import score_sample
     from schemas.config import ConfigError
 
     if args.batch_size < 1:
@@ -161,7 +172,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"no such shard: {missing[0]}" if missing else "no .tar shards found in the given directories")
     out = Path(args.out)
     parts = out.with_name(out.name + ".parts")
-    bundle = load_checkpoint(args.checkpoint, args.device, args.weights)
+    bundle, score_sample = load_checkpoint(args.checkpoint, args.device, args.weights)
     meta = {"checkpoint": str(Path(args.checkpoint).resolve()), "weights": bundle.weights, "timesteps": list(ts),
             "seed": args.seed}
     earlier = _earlier(out, parts, meta)
