@@ -4,7 +4,9 @@ One self-contained HTML report on a set of shards, for a look before anyone trai
 
 Always (one pass over every sample, ``pipelines.commands.spotcheck_stats``): structural statistics per sample kind
 (image sizes, caption lengths, sequence lengths against the token budget, duplicate images and texts across
-samples) and per-sample flags, plus N samples drawn at random (seeded reservoir, as ``braid view``) and rendered as
+samples) and per-sample flags, the plots of ``pipelines.commands.spotcheck_plots`` (drop rates, filter scores with
+their thresholds, caption lengths against prompt budgets, repeated n-grams, truncated texts; drops and thresholds
+come from the run folder's manifest and runs.jsonl when the shards sit in one), plus N samples drawn at random (seeded reservoir, as ``braid view``) and rendered as
 ``braid view`` renders them. Without a checkpoint the token counts are estimates (about 4 bytes per
 token) under the geometry of ``--geometry``; with one they are exact under its tokenizer and config.
 
@@ -27,8 +29,9 @@ from collections import defaultdict
 from pathlib import Path
 
 from pipelines.commands.html import details, esc, page, render_image, render_text, thumbnail_data_uri
+from pipelines.commands.spotcheck_plots import RunQuality, quality_plots
 from pipelines.commands.spotcheck_stats import Structure, plot_scores, plot_structure
-from pipelines.commands.view import reservoir, shard_paths
+from pipelines.commands.view import reservoir, run_dirs, shard_paths
 from schemas import ImageSegment, SampleError, ShardError, TextSegment, decode_sample, iter_members
 
 CSS = """
@@ -198,6 +201,7 @@ def run(args: argparse.Namespace) -> int:
 
     problems: list[str] = []
     st = Structure(mcfg, dcfg, tok)
+    quality = RunQuality(tok)
 
     def samples():
         for p in paths:
@@ -209,11 +213,14 @@ def run(args: argparse.Namespace) -> int:
                         problems.append(f"{p}: {e}")
                         continue
                     st.add(str(p), sample)
+                    quality.add(sample)
                     yield str(p), sample
             except ShardError as e:
                 problems.append(str(e))
 
     picked = reservoir(samples(), args.n, random.Random(args.seed))
+    for run_dir in run_dirs(args.shards, paths):
+        quality.add_run(run_dir)
     scores, outputs = {}, {}
     if bundle is not None:
         from model.score import rank_scores, score_sample
@@ -222,7 +229,7 @@ def run(args: argparse.Namespace) -> int:
         scores = {s.key: s for s in ranked}
         for _, s in picked:
             outputs[s.key] = model_outputs(bundle, s, args.steps, args.caption_tokens, args.seed)
-    html = _report(args, paths, picked, st, problems, scores, outputs, bundle)
+    html = _report(args, paths, picked, st, problems, scores, outputs, bundle, quality)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
@@ -240,9 +247,10 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _report(args, paths, picked, st: Structure, problems, scores: dict, outputs: dict, bundle) -> str:
+def _report(args, paths, picked, st: Structure, problems, scores: dict, outputs: dict, bundle, quality) -> str:
     n_total = sum(len(k["samples"]) for k in st.kinds.values())
-    body = [st.table(exact=bundle is not None), plot_structure(st) if n_total else ""]
+    body = [st.table(exact=bundle is not None), plot_structure(st) if n_total else "",
+            quality_plots(quality, estimated=bundle is None) if n_total else ""]
     if problems:
         body.append('<div class="problems"><b>Problems (skipped):</b><ul>'
                     + "".join(f"<li>{esc(p)}</li>" for p in problems) + "</ul></div>")

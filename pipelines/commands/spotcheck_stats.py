@@ -11,14 +11,13 @@ self-contained PNG data URIs: the structure per kind, and the model's sample sco
 
 from __future__ import annotations
 
-import base64
 import io
 import re
 from collections import Counter, defaultdict
 
-from schemas import ImageSegment, TextSegment
-
 from pipelines.commands.html import esc
+from pipelines.commands.spotcheck_plots import to_img
+from schemas import ImageSegment, TextSegment
 
 CHANGE_CAPTION_MAX_WORDS = 30  # BAGEL's change captions: at most about 30 tokens
 
@@ -140,54 +139,35 @@ def _rate(v) -> str:
 # ------------------------------------------------------------------------------------------------ plots
 
 
-def _png_uri(fig) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
-
-
 def plot_structure(st: Structure) -> str:
-    import matplotlib
+    """Text length, image size, sequence length against the budget, one panel each; kinds overlaid on shared bins."""
+    from pipelines.commands.spotcheck_plots import _grid, hist_panel
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    def per_kind(field):
+        return {kind: st.kinds[kind][field] for kind in sorted(st.kinds)}
 
-    panels = [("words", "text segment length (words)"), ("long_side", "image long side (px)"),
-              ("tokens", "sequence length (tokens)"), ("images", "images per sample")]
-    fig, axes = plt.subplots(1, 4, figsize=(16, 3.2), dpi=80)
-    for ax, (field, title) in zip(axes, panels):
-        for kind in sorted(st.kinds):
-            vals = st.kinds[kind][field]
-            if vals:
-                ax.hist(vals, bins=20, alpha=0.6, label=kind)
-        if field == "tokens":
-            title += f"; budget {st.dcfg.max_tokens}"
-            if max((t for k in st.kinds.values() for t in k["tokens"]), default=0) > st.dcfg.max_tokens / 2:
-                ax.axvline(st.dcfg.max_tokens, color="red", linestyle="--", label="budget")
-        ax.set_title(title, fontsize=10)
-    axes[0].legend(fontsize=8)
-    fig.tight_layout()
-    uri = _png_uri(fig)
-    plt.close(fig)
-    return f'<img class="plot" src="{uri}" alt="structure histograms">'
+    fig, axes = _grid(3, 3, 5.0, 3.2)
+    hist_panel(axes[0], per_kind("words"), "Text segment length", "words", "text segments", integer=True)
+    hist_panel(axes[1], per_kind("long_side"), "Image size", "long side (px)", "images")
+    hist_panel(axes[2], per_kind("tokens"), f"Sequence length (budget {st.dcfg.max_tokens})", "tokens per sample",
+               "samples")
+    axes[2].axvline(st.dcfg.max_tokens, color="red", linestyle="--", label=f"budget {st.dcfg.max_tokens}")
+    axes[2].legend(fontsize=8)
+    return to_img(fig, "structure histograms")
 
 
 def plot_scores(scores) -> str:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    """The model's sample score per kind, on shared bins."""
+    from pipelines.commands.spotcheck_plots import _grid, hist_panel
 
     kinds = sorted({s.kind for s in scores if s.score is not None})
     if not kinds:
         return ""
-    fig, axes = plt.subplots(1, len(kinds), figsize=(4.2 * len(kinds), 3.2), dpi=80, squeeze=False)
-    for ax, kind in zip(axes[0], kinds):
+    fig, axes = _grid(len(kinds), 4, 4.2, 3.2)
+    for ax, kind in zip(axes, kinds):
         vals = [s.score for s in scores if s.kind == kind and s.score is not None]
-        ax.hist(vals, bins=max(5, min(30, len(vals))), color="#d62728")
-        ax.set_title(f"{kind}: sample score (0.25 CE + MSE)", fontsize=10)
-        ax.set_xlabel("score")
-    fig.tight_layout()
-    uri = _png_uri(fig)
-    plt.close(fig)
-    return f'<img class="plot" src="{uri}" alt="score histograms per kind">'
+        hist_panel(ax, {kind: vals}, f"{kind}: sample score", "score (0.25 × CE per token + velocity MSE)", "samples")
+        for p in ax.patches:
+            p.set_facecolor("#d62728")
+            p.set_alpha(1.0)
+    return to_img(fig, "score histograms per kind")
