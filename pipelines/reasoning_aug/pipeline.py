@@ -41,15 +41,15 @@ def list_inputs(specs: list[str], cfg: ReasonConfig) -> list[dict]:
         for rec in list_files([spec], SHARD_EXTS + TABLE_EXTS):
             path = rec.get("uri", spec)
             if rec["status"] != "ok":
-                records += [{**fail(new_record(f"{gen}:{path}"), rec["stage"], rec["error_kind"], rec["message"]),
+                records += [{**fail(new_record(f"{gen}:{path}", uri=path), rec["stage"], rec["error_kind"], rec["message"]),
                              "gen": gen} for gen in cfg.kinds]
             elif input_type(path) == "table":
                 if "edit" in cfg.kinds:
                     n = table_row_groups(path)  # None: unreadable, one input that fails in the read stage
-                    records += [new_record(f"edit:{path}#{g}", path=path, gen="edit", row_group=g, type="table")
+                    records += [new_record(f"edit:{path}#{g}", uri=path, path=path, gen="edit", row_group=g, type="table")
                                 for g in (range(n) if n else [0])]
             else:
-                records += [new_record(f"{gen}:{path}", path=path, gen=gen, row_group=None, type=input_type(path))
+                records += [new_record(f"{gen}:{path}", uri=path, path=path, gen=gen, row_group=None, type=input_type(path))
                             for gen in cfg.kinds]
     seen: set[str] = set()
     return [r for r in records if not (r["id"] in seen or seen.add(r["id"]))]

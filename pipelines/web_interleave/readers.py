@@ -1,6 +1,7 @@
 """Inputs of ``braid web``: HTML pages (files, folders, URLs) and files of documents (JSONL, JSON, Parquet).
 
-A document, whatever it came from, is one dict:
+A document as read, whatever it came from, is one plain dict (the read stage turns it into a ``doc.WebDoc``;
+``topic.py``'s labelling tool reads these dicts directly):
 
 | key        | meaning                                                                    |
 |------------|----------------------------------------------------------------------------|
