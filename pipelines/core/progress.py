@@ -4,7 +4,7 @@ Workers time each stage (``StageClock``) and keep their totals in ``OUT/stage_ti
 driver's ``Progress`` thread reads the manifest parts and those files and prints one line: inputs done of
 total, written / filtered / failed, rate, ETA and the slowest stage so far. On a terminal the line is
 redrawn in place; off a terminal (a log file, a CI job) a full line is printed every ``interval_s``
-seconds. At the end the totals become ``OUT/stage_times.json``.
+seconds, and once more at the end. At the end the totals become ``OUT/stage_times.json``.
 """
 
 from __future__ import annotations
@@ -179,8 +179,7 @@ class Progress:
         self._stop.set()
         if self._thread:
             self._thread.join(timeout=5)
-            if self.tty:
-                self._emit(self.line(), final=True)
+            self._emit(self.line(), final=True)  # where the run ended, however short it was
 
 
 def _hms(seconds: float) -> str:
