@@ -60,16 +60,18 @@ class RunQuality:
         self.thresholds: dict[str, dict[str, float]] = {}
         self.drops: Counter = Counter()  # (level, stage, reason) -> count
         self.units = 0  # final leaf records in the manifests
-        self.images_seen = 0  # images kept in written samples plus images dropped inside documents
+        self.images_seen = 0  # images of written documents that filter images one by one, kept and dropped
         self.manifests = 0
 
     def add(self, sample) -> None:
         from captioners.prompts import PROMPTS
 
         self.images[sample.kind].append(len(sample.images))
+        log = sample.meta.get("image_log") if isinstance(sample.meta, dict) else None
+        if isinstance(log, list):  # a document whose images were filtered one by one
+            self.images_seen += len(sample.images)
         for seg in sample.segments:
             if isinstance(seg, ImageSegment):
-                self.images_seen += 1
                 sc = seg.provenance.get("scores") if isinstance(seg.provenance, dict) else None
                 if isinstance(sc, dict):
                     self._add_scores(sc, "kept")
@@ -84,7 +86,6 @@ class RunQuality:
         quality = sample.meta.get("quality") if isinstance(sample.meta, dict) else None
         if isinstance(quality, dict):
             self._add_scores(quality, "kept")
-        log = sample.meta.get("image_log") if isinstance(sample.meta, dict) else None
         for e in log if isinstance(log, list) else []:
             if isinstance(e, dict):
                 self.images_seen += 1

@@ -133,3 +133,108 @@ def test_bad_inputs(tmp_path, capsys):
     assert main(["spotcheck", str(shards[1]), "--checkpoint", str(tmp_path / "norun"), "--out", str(out)]) == 2
     assert "--checkpoint: run folder" in capsys.readouterr().err
     shutil.rmtree(tmp_path / "shards")
+
+
+def _quality_run(out: Path) -> None:
+    """A run folder: 5 video clips (change captions, one truncated, one a loop) and 1 web document (an image
+    dropped as blurry inside it), a manifest with 3 clips filtered as static, and the run's config."""
+    import json
+
+    from schemas import CaptionerInfo, ImageSegment, Sample, ShardWriter, Source, TextSegment
+
+    samples = []
+    for i in range(5):
+        text = "the cat the cat the cat the cat the cat" if i == 4 else f"the green block {i} slides right"
+        segs = (ImageSegment(_jpeg(GREEN), "jpg", 64, 48, role="frame"),
+                TextSegment(text, role="change", prompt_id="change_caption@v1", status="truncated" if i == 0 else "ok"),
+                ImageSegment(_jpeg(GREEN), "jpg", 64, 48, generation=True, role="frame"))
+        samples.append(Sample(f"v-{i}", "video", segs, Source("file:///v.mp4", span=(i, i + 1.0)),
+                              CaptionerInfo("stub", "stub"), {"quality": {"motion": 0.1 + i / 10, "duration_s": 2.0}}))
+    web = (TextSegment("Step one: loosen the bolts.", role="body"),
+           TextSegment("a wheel", role="caption", prompt_id="image_caption@v1", status="ok"),
+           ImageSegment(_jpeg(GREEN, (96, 48)), "jpg", 96, 48, role="image", provenance={"scores": {"clarity": 300.0}}))
+    samples.append(Sample("w-0", "web", web, Source("https://pages.example/a"), CaptionerInfo("stub", "stub"),
+                          {"image_log": [{"src": "https://pages.example/b.png", "stage": "images", "reason": "blurry",
+                                          "scores": {"clarity": 12.0, "min_clarity": 50.0}}]}))
+    with ShardWriter(out, "shard-r00") as w:
+        for s in samples:
+            w.write(s)
+    recs = [{"id": f"c{j}", "input": "vid", "status": "filtered", "stage": "quality", "reason": "static",
+             "scores": {"motion": 0.001 * j, "duration_s": 3.0}} for j in range(3)]
+    recs += [{"id": s.key, "input": s.key, "status": "written", "shard": "shard-r00-000000.tar", "key": s.key}
+             for s in samples]
+    (out / "manifest").mkdir()
+    (out / "manifest" / "shard-r00.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    (out / "runs.jsonl").write_text(json.dumps({"attempt": 0, "config": {"quality": {"min_motion": 0.02,
+                                                                                     "min_duration_s": 1.0}}}) + "\n")
+
+
+@pytest.mark.timeout(150)
+def test_quality_plots_answer_is_this_run_good(tmp_path):
+    import numpy as np
+
+    from pipelines.commands import spotcheck_plots as P
+    from pipelines.commands.spotcheck import _ByteTokens
+    from schemas import read_samples
+
+    run = tmp_path / "run"
+    _quality_run(run)
+    q = P.RunQuality(_ByteTokens())
+    for s in read_samples(sorted(run.glob("*.tar"))):
+        q.add(s)
+    q.add_run(run)
+    figs = {"drops": P.figure_drop_rates(q), "scores": P.figure_filter_scores(q),
+            "captions": P.figure_caption_lengths(q, estimated=True), "health": P.figure_text_health(q)}
+    axes = {name: [ax for ax in f.axes if ax.get_visible()] for name, f in figs.items()}
+    for name, axs in axes.items():
+        for ax in axs:  # every panel titled, both axes labelled, units in the labels
+            assert ax.get_title() and ax.get_xlabel() and ax.get_ylabel(), (name, ax.get_title())
+    # drop rate: 3 of 9 units (3 filtered clips, 6 written samples) dropped as static; 1 of the document's 2 images
+    drops = axes["drops"][0]
+    labels = [t.get_text() for t in drops.get_yticklabels()]
+    widths = dict(zip(labels, (p.get_width() for p in drops.patches)))
+    assert widths == {"unit · quality · static": pytest.approx(100 * 3 / 9), "image · images · blurry": 50.0}
+    # filter scores: kept and dropped, on one set of bins, with the run's threshold drawn
+    by_title = {ax.get_title(): ax for ax in axes["scores"]}
+    motion = by_title["Clip motion"]
+    assert [ln.get_xdata()[0] for ln in motion.lines] == [0.02] and motion.get_xlabel() == "share of pixels that change"
+    assert {round(p.get_width(), 9) for p in motion.patches} == {round(motion.patches[0].get_width(), 9)}
+    clarity = by_title["Image clarity"]
+    assert [ln.get_xdata()[0] for ln in clarity.lines] == [50.0]  # the threshold the dropped image recorded
+    assert sum(p.get_height() for p in clarity.patches) == 2  # the kept image and the dropped one
+    # one value everywhere (every clip is 2 s, the dropped ones 3 s): still visible bars of equal width
+    length = by_title["Shot (clip) length"]
+    assert sorted(p.get_height() for p in length.patches if p.get_height()) == [3, 5]
+    # caption lengths: one panel per role, the prompt's budget marked
+    cap = {ax.get_title(): ax for ax in axes["captions"]}
+    assert [ln.get_xdata()[0] for ln in cap["Caption length: change"].lines] == [30]
+    assert [ln.get_xdata()[0] for ln in cap["Caption length: caption"].lines] == [48]
+    # images per sample: integer bins centred on whole numbers; the web kind's single sample shows
+    images = axes["health"][0]
+    web_bars = [p for p in images.patches if p.get_label() == "web (1)" or p.get_height()]
+    assert web_bars and all(float(p.get_x() + p.get_width() / 2).is_integer() for p in images.patches)
+    # the looping caption shows in the repeated-n-gram rate; 1 of 5 change captions truncated
+    ngram = axes["health"][1]
+    top = max(p.get_x() + p.get_width() for p in ngram.patches if p.get_height())
+    assert top > 50
+    trunc = axes["health"][2]
+    heights = {t.get_text(): None for t in trunc.get_xticklabels()}
+    assert list(heights) == ["caption", "change"] and sorted(p.get_height() for p in trunc.patches) == [0, 20]
+    for axs in axes.values():  # count axes have whole-number ticks
+        for ax in axs:
+            if ax.get_ylabel() in ("captions", "texts", "samples", "clips or images", "text segments", "images"):
+                ticks = [t for t in ax.get_yticks() if ax.get_ylim()[0] <= t <= ax.get_ylim()[1]]
+                assert all(float(t).is_integer() for t in ticks), (ax.get_title(), ticks)
+    assert np.isclose(q.thresholds["duration_s"]["min_duration_s"], 1.0)
+
+
+@pytest.mark.timeout(150)
+def test_report_of_a_run_folder_has_the_quality_plots(tmp_path, capsys):
+    run = tmp_path / "run"
+    _quality_run(run)
+    out = tmp_path / "r.html"
+    assert main(["spotcheck", str(run), "--out", str(out), "--n", "2", "--geometry", "tiny"]) == 0
+    html = out.read_text()
+    for alt in ("drop rate per filter and reason", "filter score histograms with thresholds",
+                "caption length per role with budgets", "images per sample, repeated n-gram rate, truncated texts"):
+        assert f'alt="{alt}"' in html
