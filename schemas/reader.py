@@ -5,8 +5,8 @@ accepts only regular-file members with flat, printable names and notices a trunc
 alone silently stops at a cut that falls on a block boundary).
 
 Work and memory stay bounded on hostile shards: a member over ``MAX_MEMBER_BYTES`` (the JSON member
-over ``schemas.wds.MAX_JSON_BYTES``), a member that would take its sample past ``MAX_SAMPLE_BYTES``,
-and sparse members (a few bytes on disk that unpack to gigabytes) are never read. Each refusal is a
+over ``schemas.wds.MAX_JSON_BYTES``), a member that would take its sample past ``MAX_SAMPLE_BYTES``
+or ``MAX_SAMPLE_MEMBERS``, and sparse members (a few bytes on disk that unpack to gigabytes) are never read. Each refusal is a
 problem of that sample: ``decode_sample`` raises SampleError naming it, and reading goes on with the
 next sample. Layout problems of the shard itself (unsafe names, links, repeated keys, truncation)
 still end the shard with ShardError.
@@ -24,6 +24,7 @@ from schemas.wds import MAX_JSON_BYTES, Members, decode_sample, split_member
 
 MAX_MEMBER_BYTES = 128 << 20
 MAX_SAMPLE_BYTES = 512 << 20
+MAX_SAMPLE_MEMBERS = 4096
 
 
 class ShardError(ValueError):
@@ -69,8 +70,8 @@ def _refusal(info: tarfile.TarInfo, suffix: str, used: int, max_member_bytes: in
     return ""
 
 
-def iter_members(path: str | Path, max_member_bytes: int = MAX_MEMBER_BYTES,
-                 max_sample_bytes: int = MAX_SAMPLE_BYTES) -> Iterator[tuple[str, dict[str, bytes]]]:
+def iter_members(path: str | Path, max_member_bytes: int = MAX_MEMBER_BYTES, max_sample_bytes: int = MAX_SAMPLE_BYTES,
+                 max_sample_members: int = MAX_SAMPLE_MEMBERS) -> Iterator[tuple[str, dict[str, bytes]]]:
     """(key, {suffix: bytes}) per sample, in tar order. Raises ShardError on layout problems.
 
     The dict is a ``schemas.wds.Members``: members refused unread (see the module docstring) are left
@@ -100,6 +101,10 @@ def iter_members(path: str | Path, max_member_bytes: int = MAX_MEMBER_BYTES,
                         raise ShardError(f"{shard}: members of sample {k!r} are not contiguous (or the key repeats)")
                     seen.add(k)
                     key, group, used = k, Members(), 0
+                if len(group) + len(group.refused) >= max_sample_members:
+                    group.refuse(None, f"sample {k!r}: member {info.name} is over the limit of {max_sample_members} "
+                                       "members per sample")
+                    continue
                 if suffix in group or suffix in group.refused:
                     raise ShardError(f"{shard}: member {info.name!r} appears twice")
                 why = _refusal(info, suffix, used, max_member_bytes, max_sample_bytes)

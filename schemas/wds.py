@@ -22,16 +22,29 @@ MAX_JSON_DEPTH = 64
 
 
 class Members(dict):
-    """A sample's member bytes by suffix, plus the members refused unread and why (``problems``)."""
+    """A sample's member bytes by suffix, plus the members refused unread and why (``problems``: the first
+    few reasons, then how many more)."""
+
+    SHOWN = 8
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.refused: set[str] = set()
-        self.problems: list[str] = []
+        self.n_refused = 0
+        self._problems: list[str] = []
 
-    def refuse(self, suffix: str, problem: str) -> None:
-        self.refused.add(suffix)
-        self.problems.append(problem)
+    def refuse(self, suffix: str | None, problem: str) -> None:
+        """Record a member not read; ``suffix`` None when it is not kept for the duplicate check."""
+        if suffix is not None:
+            self.refused.add(suffix)
+        self.n_refused += 1
+        if len(self._problems) < self.SHOWN:
+            self._problems.append(problem)
+
+    @property
+    def problems(self) -> list[str]:
+        more = self.n_refused - len(self._problems)
+        return self._problems + ([f"{more} more member(s) of the sample refused"] if more else [])
 
 
 def image_member(key: str, index: int, ext: str) -> str:

@@ -122,3 +122,19 @@ def test_decode_turns_any_malformed_json_member_into_a_sample_error():
     for raw in hostile:
         with pytest.raises(SampleError, match=r"^sample 'k-1': field '(json|source\.|captioner\.|segments\[)"):
             decode_sample("k-1", {**members, "json": raw})
+
+
+def test_members_per_sample_are_bounded_and_so_are_the_reasons_kept(tmp_path):
+    from schemas import decode_sample, encode_sample
+    from schemas.sample import SampleError
+
+    members = encode_sample(make_sample("k-0", n_images=3)) + encode_sample(make_sample("k-1", n_images=1))
+    shard = _tar(tmp_path / "s.tar", members + [(f"k-1.x{i}", b"\0" * 800) for i in range(50)])
+    got = dict(iter_members(shard, max_sample_members=3))
+    assert list(got["k-0"]) == ["json", "000.jpg", "001.jpg"]
+    assert got["k-0"].problems == ["sample 'k-0': member k-0.002.jpg is over the limit of 3 members per sample"]
+    with pytest.raises(SampleError, match="over the limit of 3 members per sample"):
+        decode_sample("k-0", got["k-0"])
+    got = dict(iter_members(shard, max_member_bytes=700))
+    assert len(got["k-1"]) == 2 and len(got["k-1"].problems) == 9
+    assert got["k-1"].problems[-1] == "42 more member(s) of the sample refused"
