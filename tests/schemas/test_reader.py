@@ -138,3 +138,27 @@ def test_members_per_sample_are_bounded_and_so_are_the_reasons_kept(tmp_path):
     got = dict(iter_members(shard, max_member_bytes=700))
     assert len(got["k-1"]) == 2 and len(got["k-1"].problems) == 9
     assert got["k-1"].problems[-1] == "42 more member(s) of the sample refused"
+
+
+@pytest.mark.parametrize("fmt", ["gnu", "posix"])
+def test_sparse_members_written_by_gnu_tar_are_refused_unread(tmp_path, fmt):
+    import subprocess
+
+    from schemas import decode_sample, encode_sample
+    from schemas.sample import SampleError
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "k-s.json").write_bytes(encode_sample(make_sample("k-s", n_images=1))[0][1])
+    with open(src / "k-s.000.jpg", "wb") as f:  # 1000 MB of which only the last 4 bytes are stored
+        f.truncate(1000 * 1000 * 1000)
+        f.seek(-4, 2)
+        f.write(b"tail")
+    shard = tmp_path / "s.tar"
+    subprocess.run(["tar", "--sparse", f"--format={fmt}", "-cf", str(shard), "-C", str(src), "k-s.json", "k-s.000.jpg"],
+                   check=True)
+    assert shard.stat().st_size < 64 * 1024
+    [(key, members)] = list(iter_members(shard))
+    assert key == "k-s" and list(members) == ["json"]
+    with pytest.raises(SampleError, match="member k-s.000.jpg is a sparse member that unpacks to 1000000000 bytes"):
+        decode_sample(key, members)
