@@ -124,10 +124,31 @@ def run(ckpt: Path, batch_base: Path, out: Path) -> None:
     with torch.no_grad():
         z = ae.encode(t["vae_image"]) if "vae_image" in t else None
         x = ae.decode(z) if z is not None else None
-    res = {"ce": res["ce"], "mse": res["mse"], "logits": captured["logits"], "velocity": captured["velocity"]}
+    res = {"ce": res["ce"], "mse": res["mse"], "logits": captured["logits"], "velocity": captured["velocity"],
+           "greedy": _greedy(model, meta["prompt_ids"], meta["bos"], meta["eos"], meta["max_length"])}
     if z is not None:
         res |= {"vae_z": z, "vae_x": x}
     save_file({k: v.contiguous() for k, v in res.items()}, str(out))
+
+
+def _greedy(model, prompt_ids, bos, eos, max_length):
+    """BAGEL's own text generation (KV cache, inference attention) after a text context of the given ids."""
+    from modeling.bagel.qwen2_navit import NaiveCache
+
+    class Ids:
+        def encode(self, text):
+            return list(prompt_ids)
+
+    model.eval()
+    ids = {"bos_token_id": bos, "eos_token_id": eos}
+    with torch.no_grad():
+        past = NaiveCache(model.config.llm_config.num_hidden_layers)
+        gen_in, kv_lens, ropes = model.prepare_prompts([0], [0], ["context"], Ids(), ids)
+        past = model.forward_cache_update_text(past, **gen_in)
+        start = model.prepare_start_tokens(kv_lens, ropes, ids)
+        out = model.generate_text(past_key_values=past, max_length=max_length, do_sample=False, end_token_id=eos,
+                                  **start)
+    return out[:, 0]
 
 
 if __name__ == "__main__":

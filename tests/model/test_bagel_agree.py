@@ -122,7 +122,7 @@ def _packed_batch():
         "vae_image": torch.rand(2, 3, 32, 48, generator=g) * 2 - 1,  # for the autoencoder
     }
     tensors |= {f"latent_{i}": z for i, z in enumerate(latents)}
-    meta = {"sequence_length": seq, "sample_lens": sample_lens, "split_lens": split_lens, "attn_modes": modes,
+    meta = {"prompt_ids": text_ids[2:9], "bos": 1, "eos": 2, "max_length": 10, "sequence_length": seq, "sample_lens": sample_lens, "split_lens": split_lens, "attn_modes": modes,
             "latent_shapes": [[lat_side // p, lat_side // p]] * len(latents), "n_latents": len(latents)}
     return tensors, meta
 
@@ -203,6 +203,18 @@ def test_flux_autoencoder_agrees_with_bagel_reference(reference):
     save_file(state, str(bad))
     with pytest.raises(BagelVAEError, match="is not filled"):
         load_bagel_vae(bad)
+
+
+@pytest.mark.timeout(120)
+def test_greedy_text_agrees_with_bagel_reference(reference):
+    """The same tokens as BAGEL's cached greedy decoding after the same text context."""
+    from model.bagel_generate import greedy_text
+    from model.bagel_load import load_bagel
+
+    ckpt, _, meta, ref = reference
+    model, _, _ = load_bagel(ckpt)
+    ours = greedy_text(model, meta["prompt_ids"], meta["bos"], meta["eos"], meta["max_length"])
+    assert ours == ref["greedy"].tolist() and len(ours) > 1
 
 
 def test_strict_loading_names_the_first_mismatch(reference, tmp_path):
