@@ -15,8 +15,8 @@ exact name exists; an http(s) URL is never a glob, as ``?`` starts its query (si
 
 Remote inputs (http(s)://, s3://, gs://, any fsspec URI) are not touched while listing; a stage
 downloads one when it needs the bytes (``pipelines.net.download``). Remote list files are read while
-listing, through ``read_remote(uri) -> bytes`` when given (the pipelines pass the guarded downloader),
-else through fsspec for non-HTTP schemes and the guarded downloader with default settings for http(s).
+listing, through ``read_remote(uri) -> bytes`` (the pipelines pass the guarded downloader); without it an http(s)
+list file fails and other schemes are read through fsspec.
 """
 
 from __future__ import annotations
@@ -91,10 +91,8 @@ def _read_bytes(uri: str, read_remote: ReadRemote | None) -> bytes:
         if path.stat().st_size > LIST_FILE_MAX_BYTES:
             raise ValueError(f"over {LIST_FILE_MAX_BYTES} bytes")
         return path.read_bytes()
-    if read_remote is None and is_http(uri):
-        from pipelines.net.download import download_bytes  # the guarded path, with default settings
-
-        read_remote = download_bytes
+    if read_remote is None and is_http(uri):  # core never fetches by itself: the guard lives in pipelines.net
+        raise ValueError("an http(s) list file is read only through the guarded downloader (read_remote)")
     if read_remote is not None:
         return read_remote(uri)
     import fsspec

@@ -25,9 +25,12 @@ FLAGS = {
 
 
 def list_inputs(specs: list[str], cfg: WebConfig) -> list[dict]:
+    from functools import partial
+
+    from pipelines.net.download import download_bytes
     from pipelines.web_interleave.readers import expand_inputs
 
-    return expand_inputs(specs)
+    return expand_inputs(specs, read_remote=partial(download_bytes, fetch_cfg=cfg.fetch))
 
 
 def _fetcher(cfg: WebConfig) -> Fetcher:

@@ -31,7 +31,7 @@ class InputError(ValueError):
     """A document or row that cannot be read: ends as a failed record."""
 
 
-def expand_inputs(specs: list[str]) -> list[dict]:
+def expand_inputs(specs: list[str], read_remote=None) -> list[dict]:
     """Input records (``pipelines.core.inputs``): one per HTML page, URL, or file of documents (folders, globs
     and list files expanded), with ``source`` (the uri), ``kind`` (``url``, ``html``, ``table`` or ``unknown``)
     and ``local_root`` (the folder named on the command line, else the file's own folder: where its local
@@ -42,7 +42,7 @@ def expand_inputs(specs: list[str]) -> list[dict]:
     for spec in specs:
         remote = is_remote(spec)
         root = None if remote else Path(local_path(spec))
-        for rec in list_inputs([spec], None if remote else HTML_EXTS + TABLE_EXTS):
+        for rec in list_inputs([spec], None if remote else HTML_EXTS + TABLE_EXTS, read_remote=read_remote):
             uri = rec.get("uri", spec)
             local = None if is_remote(uri) else Path(local_path(uri))
             kind = "url" if urllib.parse.urlparse(uri).scheme in ("http", "https") else _kind(local) if local else "unknown"

@@ -129,6 +129,8 @@ def test_remote_list_files_go_through_the_guarded_reader(http_base):
     lan = FetchConfig(allow_private_net=True, retries=0, svg="reject")
     recs = list_inputs([url], VIDEO_EXTS, read_remote=lambda u: download_bytes(u, lan))
     assert [r["uri"] for r in recs] == [f"{http_base}/v/a.mp4", "https://example.invalid/b.mp4"]
-    refused = list_inputs([url], VIDEO_EXTS)  # default reader: loopback refused, the list file fails alone
+    refused = list_inputs([url], VIDEO_EXTS, read_remote=download_bytes)  # default settings: loopback refused
+    unguarded = list_inputs([url], VIDEO_EXTS)  # no guarded reader given: core does not fetch by itself
+    assert unguarded[0]["status"] == "failed" and "guarded downloader" in unguarded[0]["message"]
     assert len(refused) == 1 and refused[0]["status"] == "failed" and refused[0]["error_kind"] == "unreadable"
     assert "refused_address" in refused[0]["message"]
