@@ -4,18 +4,16 @@ accounting with the input's uri, resume that rewrites nothing, secrets nowhere u
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import subprocess
 import sys
-from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import pytest
+from braid_cli import braid
 from samples import make_sample
 
-from pipelines.commands.cli import main
 from pipelines.core.progress import stage_workers
 from schemas import ShardWriter
 
@@ -42,13 +40,6 @@ def _make_inputs(name: str, root: Path) -> tuple[list[str], list[str]]:
         for i in range(3):
             w.write(make_sample(key=f"clip-{i:03d}", n_images=3, caption=f"the ball moves left {i}"))
     return [str(p) for p in sorted(shard_dir.glob("*.tar"))], ["--kinds", "t2i,edit"]
-
-
-def braid(*args: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with redirect_stdout(out), redirect_stderr(err):
-        code = main(list(args))
-    return code, out.getvalue(), err.getvalue()
 
 
 def _common(out: Path) -> list[str]:

@@ -3,18 +3,15 @@ run retries them, and the output ends with the same samples, byte for byte, as a
 
 from __future__ import annotations
 
-import io
 import json
 import tarfile
 import threading
-from contextlib import redirect_stderr, redirect_stdout
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from braid_cli import braid
 from loopback import QuietReplies
-
-from pipelines.commands.cli import main
 
 
 class FlakyVLM:
@@ -60,13 +57,6 @@ def flaky():
     srv.close()
 
 
-def _braid(*args: str) -> tuple[int, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with redirect_stdout(out), redirect_stderr(err):
-        code = main(list(args))
-    return code, out.getvalue() + err.getvalue()
-
-
 def _samples(out: Path) -> dict[str, bytes]:
     got = {}
     for p in sorted(out.glob("*.tar")):
@@ -85,7 +75,7 @@ def test_503_then_recovery_retries_to_the_bytes_of_a_clean_run(flaky, tmp_path):
     args = ["video", str(vids), "--preset", "tiny", "--captioner", "openai", "--base-url", flaky.url, "--model", "flaky-vlm",
             "--set", "captioner.max_retries=0", "--set", "captioner.retry_backoff_s=0"]
     out = tmp_path / "out"
-    code, text = _braid(*args, "--out", str(out))
+    code, text, _ = braid(*args, "--out", str(out))
     assert code == 1 and flaky.posts > 0, text  # every input failed while the server was down
     failed = [json.loads(x) for p in (out / "manifest").glob("*.jsonl") for x in p.read_text().splitlines()
               if '"failed"' in x]
@@ -93,11 +83,11 @@ def test_503_then_recovery_retries_to_the_bytes_of_a_clean_run(flaky, tmp_path):
     assert not _samples(out)
 
     flaky.down = False
-    code, text = _braid(*args, "--out", str(out))
+    code, text, _ = braid(*args, "--out", str(out))
     assert code == 0, text
     summary = json.loads((out / "summary.json").read_text())
     assert summary["retried_inputs"] == 2 and summary["failed"] == 0 and summary["written"] == 2
 
     clean = tmp_path / "clean"
-    assert _braid(*args, "--out", str(clean))[0] == 0
+    assert braid(*args, "--out", str(clean))[0] == 0
     assert _samples(out) == _samples(clean) and _samples(clean)

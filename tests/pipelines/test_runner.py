@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from braid_cli import braid
 from samples import make_sample
 
 from captioners.base import CaptionerConfig
 from pipelines.commands import run as runner
-from pipelines.commands.cli import main
 from pipelines.core.inputs import list_inputs as list_files
 from pipelines.core.progress import Progress
 from pipelines.core.sections import CaptionConfig, RunConfig
@@ -92,17 +92,6 @@ def _inputs(root: Path, n: int, extra: dict | None = None) -> Path:
     return d
 
 
-def _braid(*args: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    old = sys.stdout, sys.stderr
-    sys.stdout, sys.stderr = out, err
-    try:
-        code = main(list(args))
-    finally:
-        sys.stdout, sys.stderr = old
-    return code, out.getvalue(), err.getvalue()
-
-
 def _members(out: Path) -> dict[str, bytes]:
     import tarfile
 
@@ -116,7 +105,7 @@ def _members(out: Path) -> dict[str, bytes]:
 
 def test_a_registered_pipeline_gets_the_shared_flags_and_runs(tmp_path):
     d = _inputs(tmp_path, 5, {"broken.toy": "bad bytes"})
-    code, out, err = _braid(NAME, str(d), "--out", str(tmp_path / "o"), "--frames", "3")
+    code, out, err = braid(NAME, str(d), "--out", str(tmp_path / "o"), "--frames", "3")
     assert code == 0, err
     summary = json.loads((tmp_path / "o" / "summary.json").read_text())
     assert (summary["inputs"], summary["written"], summary["failed"]) == (6, 5, 1)
@@ -140,7 +129,7 @@ def test_a_registered_pipeline_gets_the_shared_flags_and_runs(tmp_path):
 def test_limit_and_dry_run(tmp_path):
     d = _inputs(tmp_path, 6)
     out = tmp_path / "o"
-    code, text, _ = _braid(NAME, str(d), "--out", str(out), "--dry-run", "--limit", "4",
+    code, text, _ = braid(NAME, str(d), "--out", str(out), "--dry-run", "--limit", "4",
                            "--set", "captioner.api_key=sk-dryrun-secret-123")
     assert code == 0 and not out.exists()  # nothing written
     listed = [ln for ln in text.splitlines() if ln and not ln.startswith("#") and "\t" in ln]
@@ -150,47 +139,47 @@ def test_limit_and_dry_run(tmp_path):
 
     cfg = yaml.safe_load(text.split("effective config:\n", 1)[1])
     assert cfg["step"]["frames"] == 2 and cfg["run"]["out_dir"] == str(out)
-    code, _, _ = _braid(NAME, str(d), "--out", str(out), "--limit", "4")
+    code, _, _ = braid(NAME, str(d), "--out", str(out), "--limit", "4")
     assert code == 0 and json.loads((out / "summary.json").read_text())["inputs"] == 4
 
 
 def test_config_show_round_trips_through_config(tmp_path):
-    code, text, _ = _braid("config", "show", NAME)
+    code, text, _ = braid("config", "show", NAME)
     assert code == 0
     cfg_file = tmp_path / "toy.yaml"
     cfg_file.write_text(text.replace("frames: 2", "frames: 1"))
     d = _inputs(tmp_path, 2)
-    code, _, err = _braid(NAME, str(d), "--out", str(tmp_path / "o"), "--config", str(cfg_file))
+    code, _, err = braid(NAME, str(d), "--out", str(tmp_path / "o"), "--config", str(cfg_file))
     assert code == 0, err
     assert all(not name.endswith(".001.jpg") for name in _members(tmp_path / "o"))  # one image per sample
 
 
 def test_input_that_matches_nothing_stops_before_work_with_exit_2(tmp_path):
-    code, _, err = _braid(NAME, str(tmp_path / "nothing-*.toy"), "--out", str(tmp_path / "o"))
+    code, _, err = braid(NAME, str(tmp_path / "nothing-*.toy"), "--out", str(tmp_path / "o"))
     assert code == 2 and "matches nothing" in err and "Traceback" not in err
     assert not (tmp_path / "o").exists()
     empty = tmp_path / "empty"
     empty.mkdir()
-    code, _, err = _braid(NAME, str(empty), "--out", str(tmp_path / "o"))
+    code, _, err = braid(NAME, str(empty), "--out", str(tmp_path / "o"))
     assert code == 2 and "matches nothing" in err
 
 
 def test_every_input_failed_exits_1(tmp_path):
     d = _inputs(tmp_path, 0, {"a.toy": "bad", "b.toy": "bad too"})
-    code, out, _ = _braid(NAME, str(d), "--out", str(tmp_path / "o"))
+    code, out, _ = braid(NAME, str(d), "--out", str(tmp_path / "o"))
     assert code == 1 and "2 failed" in out
 
 
 def test_changed_settings_are_refused_unless_overwrite(tmp_path):
     d = _inputs(tmp_path, 3)
     out = tmp_path / "o"
-    assert _braid(NAME, str(d), "--out", str(out))[0] == 0
+    assert braid(NAME, str(d), "--out", str(out))[0] == 0
     # how a run goes may change freely
-    assert _braid(NAME, str(d), "--out", str(out), "--caption-concurrency", "2", "--num-cpus", "1")[0] == 0
-    code, _, err = _braid(NAME, str(d), "--out", str(out), "--frames", "1")
+    assert braid(NAME, str(d), "--out", str(out), "--caption-concurrency", "2", "--num-cpus", "1")[0] == 0
+    code, _, err = braid(NAME, str(d), "--out", str(out), "--frames", "1")
     assert code == 2 and "step.frames: 2 -> 1" in err and "--overwrite" in err
     assert any(n.endswith(".001.jpg") for n in _members(out))  # the refused run changed nothing
-    code, _, err = _braid(NAME, str(d), "--out", str(out), "--frames", "1", "--overwrite")
+    code, _, err = braid(NAME, str(d), "--out", str(out), "--frames", "1", "--overwrite")
     assert code == 0, err
     names = _members(out)
     assert names and not any(n.endswith(".001.jpg") for n in names)  # only the new run's samples remain
@@ -202,10 +191,10 @@ def test_secrets_never_reach_the_output(tmp_path, monkeypatch):
     cfg.write_text("captioner:\n  api_key: sk-from-config-file-4242\n")
     monkeypatch.setenv("OPENAI_API_KEY", "sk-from-environment-7777")
     out = tmp_path / "o"
-    code, text, err = _braid(NAME, str(d), "--out", str(out), "--config", str(cfg),
+    code, text, err = braid(NAME, str(d), "--out", str(out), "--config", str(cfg),
                              "--set", "captioner.base_url=http://user:pw-in-url-5555@127.0.0.1:9/v1")
     assert code == 0, err
-    code, text2, err2 = _braid(NAME, str(d), "--out", str(out), "--set", "captioner.api_key=sk-from-set-flag-9999")
+    code, text2, err2 = braid(NAME, str(d), "--out", str(out), "--set", "captioner.api_key=sk-from-set-flag-9999")
     for secret in ("sk-from-config-file-4242", "sk-from-environment-7777", "pw-in-url-5555", "sk-from-set-flag-9999"):
         for p in out.rglob("*"):
             if p.is_file():
@@ -219,17 +208,17 @@ def test_retryable_failures_run_again_and_end_as_a_clean_run(tmp_path):
     flag.write_text("503")
     out = tmp_path / "o"
     args = [NAME, str(d), "--out", str(out), "--set", f"step.flaky_file={flag}"]
-    code, text, _ = _braid(*args)
+    code, text, _ = braid(*args)
     assert code == 0 and "2 failed" in text
     failed = [json.loads(x) for p in (out / "manifest").glob("*.jsonl") for x in p.read_text().splitlines()]
     assert sum(1 for r in failed if r["status"] == "failed" and r["retryable"]) == 2
-    code, text, _ = _braid(*args, "--no-retry-failed")
+    code, text, _ = braid(*args, "--no-retry-failed")
     assert "2 failed" in text and "0 retried" in text
     flag.unlink()  # the server recovers
-    code, text, _ = _braid(*args)
+    code, text, _ = braid(*args)
     assert code == 0 and "5 written, 0 filtered, 0 failed (2 retried" in text
     clean = tmp_path / "clean"
-    assert _braid(NAME, str(d), "--out", str(clean), "--set", f"step.flaky_file={flag}")[0] == 0
+    assert braid(NAME, str(d), "--out", str(clean), "--set", f"step.flaky_file={flag}")[0] == 0
     assert _members(out) == _members(clean)  # same samples, same bytes
 
 
@@ -242,14 +231,14 @@ def test_a_second_run_on_the_same_out_is_refused_while_the_first_holds_it(tmp_pa
                               stdout=subprocess.PIPE, text=True, cwd=Path(__file__).parents[2])
     try:
         assert holder.stdout.readline().strip() == "held"
-        code, _, err = _braid(NAME, str(d), "--out", str(out))
+        code, _, err = braid(NAME, str(d), "--out", str(out))
         assert code == 3 and f"pid {holder.pid}" in err and "in use" in err
         assert not (out / "summary.json").exists()
     finally:
         holder.kill()
         holder.wait()
     # the killed holder's lock is recognised as stale and taken over
-    code, _, err = _braid(NAME, str(d), "--out", str(out))
+    code, _, err = braid(NAME, str(d), "--out", str(out))
     assert code == 0, err
     assert not (out / ".lock").exists()
 
@@ -298,11 +287,11 @@ def test_a_full_disk_is_one_sentence_and_the_run_resumes(tmp_path):
         for i in range(40):  # about 40 KB of JPEG per sample: the disk fills part-way
             (d / f"big{i:02d}.toy").write_text(f"caption {i}")
         out = mnt / "o"
-        code, _, err = _braid(NAME, str(d), "--out", str(out), "--frames", "8",
+        code, _, err = braid(NAME, str(d), "--out", str(out), "--frames", "8",
                               "--set", "run.max_samples_per_shard=2")
         assert code == 4 and "cannot write to" in err and "Traceback" not in err
         subprocess.run(["mount", "-o", "remount,size=8m", str(mnt)], check=True)
-        code, _text, err = _braid(NAME, str(d), "--out", str(out), "--frames", "8", "--set", "run.max_samples_per_shard=2")
+        code, _text, err = braid(NAME, str(d), "--out", str(out), "--frames", "8", "--set", "run.max_samples_per_shard=2")
         assert code == 0, err
         assert json.loads((out / "summary.json").read_text())["written"] == 40
     finally:
