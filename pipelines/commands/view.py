@@ -192,7 +192,9 @@ def run(args: argparse.Namespace) -> int:
     drops = collect_drops(run_dirs(args.shards, paths), written_logs, args.drops, args.seed)
     drop_thumbnails(drops, out, min(args.thumb, 192))
     _write_js(out / "data" / "drops.js", "braidDrops", drops)
-    shards = [{"name": p.name, "href": Path(os.path.relpath(p.resolve(), out.resolve())).as_posix()} for p in paths]
+    names = [p.name for p in paths]
+    shards = [{"name": f"{p.resolve().parent.name}/{p.name}" if names.count(p.name) > 1 else p.name,
+               "href": Path(os.path.relpath(p.resolve(), out.resolve())).as_posix()} for p in paths]
     index = {
         "n": n, "page_size": args.page_size, "text_chunk": TEXT_CHUNK, "kinds": kinds, "statuses": statuses,
         "shards": shards, "uris": list(uris), "cols": cols, "problems": problems[:200],

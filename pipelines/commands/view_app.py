@@ -172,7 +172,7 @@ function example(g, e) {
   const pics = (e.pics || []).map(p => `<img src="${esc(p)}" alt="${esc(g.reason)}" loading="lazy">`).join('');
   const sc = Object.entries(e.scores || {}).filter(([, v]) => typeof v !== 'object').map(([k, v]) => `${esc(k)}=${esc(typeof v === 'number' ? fmt(v) : v)}`).join(' · ');
   const what = e.src ? `<div title="${esc(e.src)}">${esc(e.src.length > 120 ? e.src.slice(0, 117) + '…' : e.src)}${e.cut ? ' (cut in the manifest)' : ''}</div>` : '';
-  return `<div class="ex"><div class="thumbs">${pics || '<span class="nopic">no thumbnail kept</span>'}</div>${what}
+  return `<div class="ex"><div class="thumbs">${pics || '<span class="nopic">no thumbnail</span>'}</div>${what}
     <div><b>${esc(e.id)}</b> ${esc(e.uri)}</div>${sc ? `<div class="scores">${sc}</div>` : ''}
     ${e.detail ? `<div>${esc(e.detail.slice(0, 300))}</div>` : ''}${e.message ? `<div>${esc(e.message.slice(0, 300))}</div>` : ''}
     ${e.retryable === true ? '<span class="badge">retryable</span>' : e.retryable === false ? '<span class="badge">permanent</span>' : ''}</div>`;

@@ -21,6 +21,7 @@ class Browser:
         from websockets.sync.client import connect
 
         profile.mkdir(parents=True, exist_ok=True)
+        (profile / "DevToolsActivePort").unlink(missing_ok=True)  # left by an earlier browser on this profile
         self.ws = None
         self.proc = subprocess.Popen(
             [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -28,18 +29,23 @@ class Browser:
              "--allow-file-access-from-files", f"--user-data-dir={profile}", "--remote-debugging-port=0",
              f"--window-size={width},{height}", "--hide-scrollbars", "about:blank"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        port_file = profile / "DevToolsActivePort"
+        try:
+            self.ws = self._connect(profile / "DevToolsActivePort", connect)
+        except BaseException:
+            self.close()
+            raise
+        self.next_id = 0
+
+    def _connect(self, port_file: Path, connect):
         deadline = time.monotonic() + 60
         while not (port_file.exists() and port_file.read_text().strip()):
             if time.monotonic() > deadline or self.proc.poll() is not None:
-                self.close()
                 raise RuntimeError("chromium did not start its DevTools endpoint")
             time.sleep(0.1)
         port = int(port_file.read_text().split()[0])
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=30) as r:
             page = next(t for t in json.load(r) if t["type"] == "page")
-        self.ws = connect(page["webSocketDebuggerUrl"], max_size=None, open_timeout=30)
-        self.next_id = 0
+        return connect(page["webSocketDebuggerUrl"], max_size=None, open_timeout=30)
 
     def call(self, method: str, **params) -> dict:
         self.next_id += 1

@@ -188,7 +188,7 @@ def test_dropped_data_with_scores_and_thumbnails(view, browser):
     assert by[("unit", "static")][0] == 8 and "30 in all" in by[("unit", "static")][1]
     assert by[("failed", "timeout")][0] == 1
     text = browser.eval("document.querySelector('.drop-group[data-reason=static]').innerText")
-    assert "min_motion=0.02" in text and "/videos/dropped" in text and "no thumbnail kept" in text
+    assert "min_motion=0.02" in text and "/videos/dropped" in text and "no thumbnail" in text
     shot = browser.screenshot()  # the dropped 12x12 image, thumbnailed from its local file, in its own colour
     assert pixels_near(shot, MAGENTA) >= 8 * 12 * 12
     assert len(os.listdir(out / "thumbs" / "drops")) == 9  # 8 too_small examples and the blurry one
