@@ -5,10 +5,10 @@ accepts only regular-file members with flat, printable names and notices a trunc
 alone silently stops at a cut that falls on a block boundary).
 
 Work and memory stay bounded on hostile shards: a member over ``MAX_MEMBER_BYTES`` (the JSON member
-over ``schemas.wds.MAX_JSON_BYTES``), a member that would take its sample past ``MAX_SAMPLE_BYTES``
-or ``MAX_SAMPLE_MEMBERS``, and sparse members (a few bytes on disk that unpack to gigabytes) are never read. Each refusal is a
-problem of that sample: ``decode_sample`` raises SampleError naming it, and reading goes on with the
-next sample. Layout problems of the shard itself (unsafe names, links, repeated keys, truncation)
+over ``MAX_JSON_BYTES``), a member that would take its sample past ``MAX_SAMPLE_BYTES`` or
+``MAX_SAMPLE_MEMBERS`` (the limits live in ``schemas.wds``, which writes within them), and sparse
+members (a few bytes on disk that unpack to gigabytes) are never read. Each refusal is a problem of
+that sample: ``decode_sample`` raises SampleError naming it, and reading goes on with the next sample. Layout problems of the shard itself (unsafe names, links, repeated keys, truncation)
 still end the shard with ShardError.
 """
 
@@ -20,11 +20,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from schemas.sample import Sample, SampleError
-from schemas.wds import MAX_JSON_BYTES, Members, decode_sample, split_member
-
-MAX_MEMBER_BYTES = 128 << 20
-MAX_SAMPLE_BYTES = 512 << 20
-MAX_SAMPLE_MEMBERS = 4096
+from schemas.wds import (
+    MAX_JSON_BYTES,
+    MAX_MEMBER_BYTES,
+    MAX_SAMPLE_BYTES,
+    MAX_SAMPLE_MEMBERS,
+    Members,
+    decode_sample,
+    split_member,
+)
 
 
 class ShardError(ValueError):

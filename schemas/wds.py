@@ -5,9 +5,12 @@ image (NNN = the image index, three digits). webdataset splits the key from the 
 first dot of the basename, so keys never contain a dot and image members read back under the
 extension ``NNN.ext`` (for example ``000.jpg``).
 
-A JSON member is read only up to ``MAX_JSON_BYTES`` and ``MAX_JSON_DEPTH`` levels of nesting; a
-malformed one (bad UTF-8, bad JSON, nesting too deep, an integer too long to convert) is a
-SampleError of its sample, never another exception.
+Limits, the same for writing and reading (what one writes, the other reads): the JSON member up to
+``MAX_JSON_BYTES`` and ``MAX_JSON_DEPTH`` levels of nesting, each member up to ``MAX_MEMBER_BYTES``,
+a sample up to ``MAX_SAMPLE_BYTES`` and ``MAX_SAMPLE_MEMBERS`` members. ``encode_sample`` refuses a
+sample over them; the reader refuses such members unread. A malformed JSON member (bad UTF-8, bad
+JSON, nesting too deep, an integer too long to convert) is a SampleError of its sample, never
+another exception.
 """
 
 from __future__ import annotations
@@ -19,6 +22,9 @@ from schemas.sample import KEY_RE, Sample, SampleError, sample_from_json, valida
 
 MAX_JSON_BYTES = 16 << 20
 MAX_JSON_DEPTH = 64
+MAX_MEMBER_BYTES = 128 << 20
+MAX_SAMPLE_BYTES = 512 << 20
+MAX_SAMPLE_MEMBERS = 4096
 
 
 class Members(dict):
@@ -54,10 +60,26 @@ def image_member(key: str, index: int, ext: str) -> str:
 def encode_sample(sample: Sample) -> list[tuple[str, bytes]]:
     """Validated (member name, bytes) pairs in write order."""
     validate(sample)
-    members = [(f"{sample.key}.json", json.dumps(sample.to_json(), ensure_ascii=False, sort_keys=True).encode())]
+    doc = sample.to_json()
+    if _too_deep(doc, MAX_JSON_DEPTH):
+        raise SampleError(f"sample {sample.key!r}: field 'json': nested deeper than {MAX_JSON_DEPTH} levels")
+    members = [(f"{sample.key}.json", json.dumps(doc, ensure_ascii=False, sort_keys=True).encode())]
     for i, img in enumerate(sample.images):
         members.append((image_member(sample.key, i, img.ext), img.data))
+    _check_sizes(sample.key, members)
     return members
+
+
+def _check_sizes(key: str, members: list[tuple[str, bytes]]) -> None:
+    if len(members) > MAX_SAMPLE_MEMBERS:
+        raise SampleError(f"sample {key!r}: {len(members)} members, over the limit of {MAX_SAMPLE_MEMBERS} per sample")
+    for name, data in members:
+        limit = MAX_JSON_BYTES if name.endswith(".json") else MAX_MEMBER_BYTES
+        if len(data) > limit:
+            raise SampleError(f"sample {key!r}: member {name} has {len(data)} bytes, over the limit of {limit}")
+    total = sum(len(data) for _, data in members)
+    if total > MAX_SAMPLE_BYTES:
+        raise SampleError(f"sample {key!r}: {total} bytes, over the limit of {MAX_SAMPLE_BYTES} per sample")
 
 
 def split_member(name: str) -> tuple[str, str]:

@@ -92,3 +92,25 @@ def test_keys_are_deterministic_dot_free_and_distinct():
     assert a == make_key("https://example.org/videos/clip.v2.mp4", 12.5, 14.0)
     assert "." not in a and a != make_key("https://example.org/videos/clip.v2.mp4", 14.0, 16.0)
     validate(make_sample(a))
+
+
+def test_the_writer_refuses_what_the_reader_would_refuse(monkeypatch):
+    from schemas import wds
+
+    deep: dict = {}
+    for _ in range(70):
+        deep = {"d": deep}
+    with pytest.raises(SampleError, match=r"'k-d': field 'json': nested deeper than 64 levels"):
+        encode_sample(make_sample("k-d").replace(meta=deep))
+    sample = make_sample("k-b", n_images=3)
+    sizes = [len(im.data) for im in sample.images]
+    monkeypatch.setattr(wds, "MAX_MEMBER_BYTES", max(sizes) - 1)
+    with pytest.raises(SampleError, match=r"'k-b': member k-b.00\d.jpg has \d+ bytes, over the limit"):
+        encode_sample(sample)
+    monkeypatch.setattr(wds, "MAX_MEMBER_BYTES", max(sizes))
+    monkeypatch.setattr(wds, "MAX_SAMPLE_BYTES", sum(sizes))
+    with pytest.raises(SampleError, match=r"'k-b': \d+ bytes, over the limit of \d+ per sample"):
+        encode_sample(sample)
+    monkeypatch.setattr(wds, "MAX_SAMPLE_MEMBERS", 3)
+    with pytest.raises(SampleError, match=r"'k-b': 4 members, over the limit of 3 per sample"):
+        encode_sample(sample)
