@@ -1,8 +1,10 @@
 """``braid validate SHARDS...``: check shards and report every problem, one line each.
 
 Checks, per shard: the tar reads to its end-of-archive marker, member names are safe and flat, a
-sample's members are contiguous and its key has no dot; per sample: the JSON member parses and
-passes the schema (messages name the key and the field), every image the JSON names is present
+sample's members are contiguous and its key has no dot; per sample: no member was refused unread
+(sparse, or over the size and count limits of ``schemas.wds``: each refused member is one problem
+line), the JSON member parses within its size and nesting limits and passes the schema (messages
+name the key and the field), every image the JSON names is present
 and no member is unnamed, each image decodes with PIL under a pixel cap, in the declared format,
 size and sha256. When the shard's ``_stats.json`` exists, its count and keys must match the tar.
 Exit status: 0 when everything is valid, 1 when there are problems, 2 on bad usage.
