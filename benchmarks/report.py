@@ -1,5 +1,6 @@
 """Print one markdown table from every result file in ``benchmarks/results/`` (the README's Performance
-section is this table).
+section is this table). The machine column gives the 1-minute load average at the end of the run where the
+result records it (CPU figures taken on a busy machine are noisy).
 
     python benchmarks/report.py [--results DIR]
 """
@@ -20,17 +21,19 @@ def fmt(x: float | None) -> str:
 
 
 def render(results_dir: Path) -> str:
-    lines = ["| benchmark | measurement | ours | baseline (what a user would run instead) | ratio | target | "
-             "machine | commit |", "|---|---|---|---|---|---|---|---|"]
+    lines = [("| benchmark | measurement | ours | baseline (what a user would run instead) | ratio | target | "
+             "machine (load) | commit |"), "|---|---|---|---|---|---|---|---|"]
     for path in sorted(results_dir.glob("*.json")):
         res = json.loads(path.read_text())
+        load = res.get("extra", {}).get("load_avg")
+        machine = res["machine"] + (f" (load {load[0]:.1f})" if load else "")
         for r in res["rows"]:
             target = "-" if r.get("target_ratio") is None else f">= {r['target_ratio']:g}x " + (
                 "met" if r.get("met") else "**missed**")
             ratio = "-" if r.get("ratio") is None else f"{r['ratio']:.2f}x"
             base = "-" if r.get("baseline") is None else f"{fmt(r['baseline'])} ({r['baseline_name']})"
             lines.append(f"| {res['benchmark']} | {r['name']} | {fmt(r['ours'])} {r['metric']} | {base} | {ratio} | "
-                         f"{target} | {res['machine']} | {res['commit']} |")
+                         f"{target} | {machine} | {res['commit']} |")
     return "\n".join(lines)
 
 
