@@ -13,8 +13,10 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from schemas.config import ConfigError
 
-class AutoencoderError(ValueError):
+
+class AutoencoderError(ConfigError):
     """The autoencoder configuration cannot be used; one sentence."""
 
 

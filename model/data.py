@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from model.attention import BLOCK_SIZE, CAUSAL, FULL, NOISE, MaskSpec
+from schemas.config import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ SPECIALS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "
 TEXT, VIT, LATENT = 0, 1, 2  # token kinds (as model.mot)
 
 
-class DataError(ValueError):
+class DataError(ConfigError):
     """The shards cannot feed training (none readable, none usable); one sentence."""
 
 
@@ -219,7 +220,7 @@ class Batch:
             return self.und_idx, self.gen_idx
         return slice(0, self.n_und), slice(self.n_und, None)
 
-    def pin(self) -> Batch:
+    def pin_memory(self) -> Batch:
         """The same pack in page-locked host memory, so ``to(cuda)`` copies without waiting for the GPU."""
         import torch
 

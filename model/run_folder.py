@@ -13,9 +13,10 @@ from pathlib import Path
 from model.autoencoder import AutoencoderConfig, AutoencoderError, build_autoencoder
 from model.data import DataConfig, TextTokenizer
 from model.mot import MoT, MoTConfig
+from schemas.config import ConfigError
 
 
-class InferError(ValueError):
+class InferError(ConfigError):
     """A run folder or an inference request cannot be used; one sentence."""
 
 

@@ -19,11 +19,12 @@ from pathlib import Path
 from model.autoencoder import AutoencoderConfig, AutoencoderError
 from model.data import DataConfig, DataError, ShardStream, TextTokenizer, held_out
 from model.mot import MoTConfig
+from schemas.config import ConfigError, apply_settings
 
 log = logging.getLogger(__name__)
 
 
-class TrainError(ValueError):
+class TrainError(ConfigError):
     """Bad arguments or run folder; one sentence, before any work."""
 
 
@@ -51,6 +52,7 @@ class TrainConfig:
     host_mask: bool = True  # flex: build the block mask's tiles on the host with the pack, off the GPU's path
     ce_weight: float = 0.25  # loss = ce_weight * CE + mse_weight * MSE (BAGEL's weights)
     mse_weight: float = 1.0
+    loader_workers: int = -1  # processes packing ahead of the step; -1: 2 on a GPU, 0 (in-process) on CPU
     peak_tflops: float = 0.0  # for the MFU in metrics.jsonl; 0: the GPU's dense bf16 peak by name (H100/H200: 989)
 
     @classmethod
@@ -64,21 +66,6 @@ class TrainConfig:
 
 PRESET_DATA = {"tiny": DataConfig(max_tokens=1024), "small": DataConfig(max_tokens=8192), "base": DataConfig()}
 SECTIONS = {"model": MoTConfig, "train": TrainConfig, "data": DataConfig, "autoencoder": AutoencoderConfig}
-
-
-def _apply(obj, changes: dict, where: str):
-    fields = {f.name: f for f in dataclasses.fields(obj)}
-    unknown = set(changes) - set(fields)
-    if unknown:
-        raise TrainError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
-    typed = {}
-    for k, v in changes.items():
-        cur = getattr(obj, k)
-        if isinstance(cur, bool) != isinstance(v, bool) or not isinstance(v, (type(cur), int) if isinstance(cur, float)
-                                                                           else type(cur)):
-            raise TrainError(f"{where}.{k} must be {type(cur).__name__}, not {v!r}")
-        typed[k] = float(v) if isinstance(cur, float) else v
-    return dataclasses.replace(obj, **typed)
 
 
 def load_configs(spec: str) -> dict:
@@ -105,7 +92,7 @@ def load_configs(spec: str) -> dict:
             "autoencoder": AutoencoderConfig(downsample=mcfg.latent_downsample)}
     for name in SECTIONS:
         if doc.get(name):
-            cfgs[name] = _apply(cfgs[name], doc[name], name)
+            cfgs[name] = apply_settings(cfgs[name], doc[name], name + ".")
     ae = cfgs["autoencoder"]
     cfgs["model"] = cfgs["model"].replace(latent_channels=ae.latent_channels, latent_downsample=ae.downsample)
     if cfgs["train"].attention not in ("auto", "flex", "dense"):

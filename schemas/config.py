@@ -108,6 +108,12 @@ def _apply(obj: Any, changes: dict, prefix: str = "") -> Any:
         raise ConfigError(f"{prefix.rstrip('.') or type(obj).__name__}: {e}") from None
 
 
+def apply_settings(obj: Any, changes: dict, prefix: str = "") -> Any:
+    """``obj`` (a frozen dataclass) with ``changes`` (nested or dotted names) applied and coerced to the field
+    types; ConfigError naming the setting for an unknown name or a bad value."""
+    return _apply(obj, changes, prefix)
+
+
 def load_yaml(path: str | Path) -> dict:
     import yaml
 
