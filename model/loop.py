@@ -21,6 +21,7 @@ from model.data import DataError, pack
 from model.flops import FlopCounter, peak_tflops
 from model.mot import MoT
 from model.objective import compute_losses
+from model.prefetch import PackSource, pack_items
 
 log = logging.getLogger(__name__)
 LOSS_KEYS = ("loss", "ce", "mse")
@@ -86,15 +87,11 @@ class Trainer:
 
     # -- one batch ---------------------------------------------------------------------------------
 
-    def losses(self, batch, generator, net=None):
-        """Forward one host-side pack; the block mask's tiles are built here on the host (``host_mask``), so
-        the GPU never builds masks and the next pack's mask is ready while this step's kernels run."""
-        tiles = None
-        if self.mask_kind == "flex" and self.tcfg.host_mask:
+    def losses(self, batch, generator, net=None, tiles=None):
+        """Forward one host-side pack; ``tiles``: its block mask's tiles built on the host (``host_mask``),
+        so the GPU never builds masks."""
+        if tiles is None and self.mask_kind == "flex" and self.tcfg.host_mask:
             tiles = block_tiles(batch.mask_spec())
-            if self.device.type == "cuda":  # pageable copies would wait for the queued kernels
-                tiles = tuple(t.pin_memory() for t in tiles)
-                batch = batch.pin()
         batch = batch.to(self.device)
         mask = build_mask(batch.mask_spec(), self.mask_kind, tiles)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
@@ -138,6 +135,14 @@ class Trainer:
             keep = [ln for ln in metrics.read_text().splitlines() if ln and json.loads(ln)["step"] <= self.step]
             metrics.write_text("".join(ln + "\n" for ln in keep))
 
+    def _add_skips(self, skips: list) -> None:
+        """Record skips reported by the pack workers (each worker reports every skip; kept once)."""
+        known = {(s["shard"], s["key"]) for s in self.stream.skips}
+        for s in skips:
+            if (s["shard"], s["key"]) not in known:
+                known.add((s["shard"], s["key"]))
+                self.stream.skips.append(s)
+
     def _write_skips(self) -> None:
         skips = self.stream.skips + (self.eval_stream.skips if self.eval_stream else [])
         (self.out / "skips.jsonl").write_text("".join(json.dumps(s) + "\n" for s in skips))
@@ -173,7 +178,9 @@ class Trainer:
         t = self.tcfg
         if resume:
             self.load()
-        packs = self.stream.packs(*self.position)
+        workers = t.loader_workers if t.loader_workers >= 0 else (2 if self.device.type == "cuda" else 0)
+        items = pack_items(PackSource(self.stream, self.tok, self.mcfg, self.position, self.rank, self.world,
+                                      self.mask_kind == "flex" and t.host_mask), workers)
         bar = None
         if self.rank == 0:
             from tqdm import tqdm
@@ -193,19 +200,18 @@ class Trainer:
             # so packing and masking the next batch overlaps this step's kernels
             sums = torch.zeros(3, device=self.device)
             for micro in range(t.accum):
-                mine = None
-                for r in range(self.world):  # every rank walks the same stream and keeps its own pack
-                    plans, self.position = next(packs)
-                    if r == self.rank:
-                        mine = plans
-                batch = pack(mine, self.tok, self.mcfg, sort_experts=True)
+                item = next(items)
+                self._add_skips(item.skips)
+                if item.error:
+                    raise DataError(item.error)
+                batch, self.position = item.batch, item.position
                 tokens += batch.n_real
-                flops += self.flops.pack(batch)
+                flops += self.flops.pack(batch, item.pairs)
                 last = micro == t.accum - 1
                 # DDP averages gradients over the ranks in the last micro-step's backward only
                 sync = self.net.no_sync() if self.world > 1 and not last else contextlib.nullcontext()
                 with sync:
-                    out = self.losses(batch, self._generator(self.step, micro, self.rank), self.net)
+                    out = self.losses(batch, self._generator(self.step, micro, self.rank), self.net, item.tiles)
                     (out["loss"] / t.accum).backward()
                 sums += torch.stack([out[k].detach().float() for k in LOSS_KEYS]) / t.accum
             gnorm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.clip)

@@ -69,6 +69,19 @@ def test_resume_continues_exactly(tmp_path, shards):
 
 
 @pytest.mark.timeout(300)
+def test_packing_in_worker_processes_gives_the_same_run(tmp_path, shards):
+    inline, workers = tmp_path / "inline", tmp_path / "workers"
+    cfg = tmp_path / "workers.yaml"
+    cfg.write_text(CONFIG.replace("warmup: 5}", "warmup: 5, loader_workers: 2}") % 1000)
+    assert main(["train", *shards, "--out", str(inline), "--config", _config(tmp_path), "--steps", "5"]) == 0
+    assert main(["train", *shards, "--out", str(workers), "--config", str(cfg), "--steps", "5"]) == 0
+    a = [(r["step"], r["loss"]) for r in _rows(inline) if "loss" in r]
+    assert a == [(r["step"], r["loss"]) for r in _rows(workers) if "loss" in r] and len(a) == 5
+    state = json.loads((workers / "checkpoint" / "trainer_state.json").read_text())
+    assert state["position"] == json.loads((inline / "checkpoint" / "trainer_state.json").read_text())["position"]
+
+
+@pytest.mark.timeout(300)
 def test_ema_is_the_decayed_average_of_the_weights_across_a_resume(tmp_path, shards):
     from safetensors.torch import load_file
 
