@@ -8,8 +8,9 @@ Work and memory stay bounded on hostile shards: a member over ``MAX_MEMBER_BYTES
 over ``MAX_JSON_BYTES``), a member that would take its sample past ``MAX_SAMPLE_BYTES`` or
 ``MAX_SAMPLE_MEMBERS`` (the limits live in ``schemas.wds``, which writes within them), and sparse
 members (a few bytes on disk that unpack to gigabytes) are never read. Each refusal is a problem of
-that sample: ``decode_sample`` raises SampleError naming it, and reading goes on with the next sample. Layout problems of the shard itself (unsafe names, links, repeated keys, truncation)
-still end the shard with ShardError.
+that sample: ``decode_sample`` raises SampleError naming it, and reading goes on with the next sample.
+Layout problems of the shard itself (unsafe names, links, repeated keys, truncation) still end the
+shard with ShardError.
 """
 
 from __future__ import annotations
