@@ -26,8 +26,10 @@ class BagelLoadError(ValueError):
 
 
 def is_bagel_folder(path: str | Path) -> bool:
+    """A folder in BAGEL's layout (as opposed to a ``braid train`` run folder, which has autoencoder.json)."""
     p = Path(path)
-    return (p / "llm_config.json").is_file() and not (p / "autoencoder.json").exists()
+    marks = ("llm_config.json", "vit_config.json", "ae.safetensors")
+    return any((p / m).is_file() for m in marks) and not (p / "autoencoder.json").exists()
 
 
 def _json(path: Path, required: bool = True) -> dict:

@@ -1,16 +1,18 @@
 """``braid score SHARDS... --checkpoint DIR --out scores.parquet``: one row per sample with the model's losses.
 
-Each sample is scored alone by ``model.score.score_sample`` (mean CE per text segment, velocity MSE per
-generation target at fixed timesteps and fixed noise, the combined training objective), so a score does
-not depend on batching or order. Samples are read in batches of ``--batch-size``; each finished batch is
-written as one parquet part under ``OUT.parts/``, and at the end the parts and any earlier ``OUT`` are
-merged into ``OUT`` (written by rename). Re-running with the same ``--out`` skips samples already scored;
+``DIR`` is a ``braid train`` run folder (scored by ``model.score.score_sample``) or a BAGEL checkpoint folder
+(``llm_config.json``, ``vit_config.json``, ``ema.safetensors``, ``ae.safetensors``, ``tokenizer.json``; scored by
+``model.bagel_score.score_sample_bagel`` with BAGEL's own layout and losses). Each sample is scored alone (mean
+CE per text segment, velocity MSE per generation target at fixed timesteps and fixed noise, the combined
+training objective), so a score does not depend on batching or order. Samples are read in batches of
+``--batch-size``; each finished batch is written as one parquet part under ``OUT.parts/``, and at the end the
+parts and any earlier ``OUT`` are merged into ``OUT`` (written by rename). Re-running with the same ``--out`` skips samples already scored;
 the checkpoint, timesteps and seed must match those the earlier rows were made with.
 
 Every sample gets a row: ``scored`` (score set), ``unscored`` (the model cannot score it: over the
 token budget, nothing to score, an image that does not decode; ``note`` says why) or ``failed`` (the
 sample does not decode; a shard that cannot be read gets one row with an empty key). Scoring runs
-in this process, batch by batch, with one model on the chosen device.
+in this process, batch by batch, with one model on the chosen device (not yet on Ray actors).
 """
 
 from __future__ import annotations

@@ -269,7 +269,7 @@ def _tokenizer(folder: Path) -> None:
 
 
 @pytest.mark.timeout(300)
-def test_braid_score_with_a_bagel_checkpoint(reference, tmp_path):
+def test_braid_score_with_a_bagel_checkpoint(reference, tmp_path, capsys):
     """``braid score --checkpoint`` takes a BAGEL folder: every sample scored, text and images, deterministic."""
     import shutil
 
@@ -296,9 +296,12 @@ def test_braid_score_with_a_bagel_checkpoint(reference, tmp_path):
         assert r["status"] == "scored", r["note"]
         assert len(r["text_ce"]) == 2 and len(r["image_mse"]) == 2 and r["score"] > 0
         assert r["n_image_tokens"] > 0 and r["n_tokens"] > r["n_text_tokens"] + r["n_image_tokens"]
-    (folder / "tokenizer.json").unlink()
-    assert main(["score", str(tmp_path / "shards"), "--checkpoint", str(folder), "--out",
-                 str(tmp_path / "c.parquet")]) == 2
+    capsys.readouterr()
+    for gone, msg in [("tokenizer.json", "tokenizer.json is missing"), ("llm_config.json", "llm_config.json is missing")]:
+        (folder / gone).unlink()
+        assert main(["score", str(tmp_path / "shards"), "--checkpoint", str(folder), "--out",
+                     str(tmp_path / "c.parquet")]) == 2
+        assert msg in capsys.readouterr().err
 
 
 def test_image_transform_follows_bagels_resize_rule():

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import random
+import shutil
 from pathlib import Path
 
 import pytest
@@ -99,6 +100,7 @@ def test_score_every_sample_and_resume(trained, tmp_path, capsys):
                  "--device", "cpu"]) == 0
     first = {r["key"]: r for r in _rows(out)}
     assert len(first) == 16 and not out.with_name("scores.parquet.parts").exists()
+    shutil.copy(out, tmp_path / "first.parquet")
     capsys.readouterr()
     assert main(["score", *map(str, shards), str(corrupt), "--checkpoint", str(run), "--out", str(out),
                  "--batch-size", "5", "--device", "cpu"]) == 0
@@ -119,6 +121,16 @@ def test_score_every_sample_and_resume(trained, tmp_path, capsys):
     bad = [r for r in rows if r["shard"].endswith("corrupt.tar")]
     assert bad and all(r["status"] in ("scored", "failed") for r in bad)
     assert any(r["status"] == "failed" and r["key"] == "" and "truncated" in r["note"] for r in bad)
+
+    # a run killed after some batches leaves its parts; the next run takes them and scores only the rest
+    killed = tmp_path / "killed.parquet"
+    parts = tmp_path / "killed.parquet.parts"
+    parts.mkdir()
+    shutil.copy(tmp_path / "first.parquet", parts / "part-00000.parquet")
+    capsys.readouterr()
+    assert main(["score", *map(str, shards), "--checkpoint", str(run), "--out", str(killed), "--device", "cpu"]) == 0
+    assert "16 already scored" in capsys.readouterr().out and not parts.exists()
+    assert {r["key"]: r["score"] for r in _rows(killed)} == {r["key"]: r["score"] for r in samples}
 
     # a different seed is a different score set: refused, not mixed
     assert main(["score", str(shards[0]), "--checkpoint", str(run), "--out", str(out), "--seed", "3"]) == 2
