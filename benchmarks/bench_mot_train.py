@@ -279,6 +279,12 @@ def main(argv=None) -> int:
                     help="only write the benchmark's synthetic samples (base-preset image size) as shards for a "
                          "`braid train` run, and exit")
     ap.add_argument("--samples", type=int, default=256, help="samples for --write-shards")
+    ap.add_argument("--runs", default="",
+                    help="record `braid train` runs instead: label=metrics.jsonl,... (the first is the fast path, "
+                         "'today' the path before); writes the loss-curve plot and bench_mot_train_loop's result")
+    ap.add_argument("--bench-result", default=str(Path(__file__).parent / "results" / "bench_mot_train-h200.json"),
+                    help="with --runs: the benchmark result whose best MFU the runs are compared with")
+    ap.add_argument("--machine", default="", help="with --runs: the GPU the runs ran on")
     ap.add_argument("--dump-after", type=float, default=0, help="print every thread's stack after this many s")
     args = ap.parse_args(argv)
 
@@ -293,6 +299,9 @@ def main(argv=None) -> int:
         faulthandler.dump_traceback_later(args.dump_after, exit=False)
     if args.probe:
         return probe_flex()
+    if args.runs:
+        return record_runs(dict(kv.split("=", 1) for kv in args.runs.split(",")), Path(args.bench_result),
+                           args.machine)
     if args.write_shards:
         from schemas import ShardWriter
 
@@ -471,6 +480,63 @@ def record(info: dict, results: dict, args, out_dir) -> None:
     kw = {"out_dir": Path(out_dir)} if out_dir else {}
     write_result("bench_mot_train", rows, libraries=("torch", "triton", "liger-kernel"),
                  extra={**info, "results": results, "best": best}, **kw)
+
+
+def record_runs(runs: dict[str, str], bench_result: Path, machine: str, skip: int = 80) -> int:
+    """`braid train` runs on the GPU: their logged MFU (median of the rows after ``skip`` steps, past the
+    recompiles of new pack shapes) against the benchmark's, and the loss curves of the fast path against
+    today's path (same steps, same packs, same noise)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from benchmarks.record import RESULTS, Row, write_result
+
+    rows = {k: [json.loads(ln) for ln in Path(p).read_text().splitlines() if ln.strip()] for k, p in runs.items()}
+    bench = json.loads(bench_result.read_text())
+    best = bench["extra"]["best"]
+    bench_mfu = bench["extra"]["results"][best]["mfu"]
+    out, extra = [], {"runs": {}, "bench_result": bench_result.name, "bench_variant": best, "bench_mfu": bench_mfu}
+    for label, rs in rows.items():
+        mfus = sorted(r["mfu"] for r in rs if "mfu" in r and r["step"] > skip)
+        tps = sorted(r["tokens_per_s"] for r in rs if "tokens_per_s" in r and r["step"] > skip)
+        med = mfus[len(mfus) // 2] if mfus else None
+        extra["runs"][label] = {f"median_mfu_after_step_{skip}": med, "median_tokens_per_s": tps[len(tps) // 2]
+                                if tps else None, "last_step": max(r["step"] for r in rs), "file": runs[label]}
+        if med is not None:
+            out.append(Row(name=f"braid train MFU ({label}), median of logged rows after step {skip}", metric="MFU",
+                           ours=med, baseline=bench_mfu, baseline_name=f"bench_mot_train {best} (same pack size)",
+                           target_ratio=0.95, note="target: within 5% of the benchmark"))
+    b = {r["step"]: r["loss"] for r in rows.get("today", []) if "loss" in r}
+    extra["loss_curves"] = {}
+    for label, rs in rows.items():
+        if label == "today" or not b:
+            continue
+        a = {r["step"]: r["loss"] for r in rs if "loss" in r}
+        common = sorted(set(a) & set(b))
+        d = [abs(a[k] - b[k]) for k in common]
+        extra["loss_curves"][label] = {"steps": common, "first": (a[common[0]], b[common[0]]),
+                                       "last": (a[common[-1]], b[common[-1]]), "max_abs_diff": max(d)}
+        out.append(Row(name=f"loss curve {label} vs today: first logged step ({common[0]})", metric="loss difference",
+                       ours=d[0], higher_is_better=False, met=d[0] <= 1e-3,
+                       note=f"target: equal to 1e-3; final (step {common[-1]}) differs by {d[-1]:.4f}, the largest "
+                            f"over steps {common[0]}-{common[-1]} by {max(d):.4f}"))
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    for (label, rs), style in zip(rows.items(), ("-", "--", ":", "-.")):
+        pts = [(r["step"], r["loss"]) for r in rs if "loss" in r]
+        ax.plot(*zip(*pts), style, label=label)
+    ax.set_xlabel("step")
+    ax.set_ylabel("train loss (0.25 CE + MSE)")
+    ax.set_title("braid train, base preset, one 16k-token pack per step")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    png = RESULTS / "bench_mot_train_loss.png"
+    fig.savefig(png)
+    extra["plot"] = png.name
+    write_result("bench_mot_train_loop", out, extra=extra, machine=machine or bench["machine"])
+    return 0
 
 
 if __name__ == "__main__":
