@@ -96,3 +96,18 @@ def test_text_is_escaped_and_segments_keep_their_order(shards, tmp_path):
     finally:
         b.close()
     assert got == [0, "caption <b>1</b> green", ["FIGURE", "DIV", "FIGURE"]]
+
+
+def test_a_run_folder_leaves_out_unfinished_shards(shards, tmp_path):
+    import shutil
+
+    from pipelines.commands.view import shard_paths
+
+    run = tmp_path / "run"
+    shutil.copytree(shards, run)
+    (run / "manifest").mkdir()
+    unfinished = run / "shard-000099.tar"
+    shutil.copy(run / "shard-000000.tar", unfinished)  # a tar without its stats file: the writer was killed
+    assert unfinished not in shard_paths([str(run)])
+    assert shard_paths([str(run)]) == sorted(run.glob("shard-00000[0-2].tar"))
+    assert unfinished in shard_paths([str(unfinished)])  # named on purpose: read as it is
