@@ -108,5 +108,11 @@ class Captioner(Protocol):
     def close(self) -> None: ...
 
 
+def is_transient(result: CaptionResult) -> bool:
+    """An error a later run may not meet: the server was down, overloaded or too slow for every attempt (the
+    HTTP backend's "gave up after N attempts"), as opposed to a request the model or server rejected."""
+    return result.status == "error" and (result.error or "").startswith("gave up after")
+
+
 def info(captioner: Any) -> dict:
     return {"backend": captioner.backend, "model": captioner.model}

@@ -5,12 +5,15 @@ Manifest files are JSON lines under ``OUT/manifest/*.jsonl``. A record:
 | field      | when            | meaning                                                          |
 |------------|-----------------|------------------------------------------------------------------|
 | id         | always          | the unit id (an input id, or ``<parent>_<NNN>`` for a part)      |
+| uri        | when known      | the input's path or URL (credentials masked)                     |
 | input      | always          | the id of the input it came from                                 |
 | status     | always          | ``written``, ``filtered``, ``failed``, or ``split``              |
 | shard, key | written         | where the sample is                                              |
 | stage, reason, scores | filtered | which stage dropped it, why, and the scores that decided   |
 | stage, error_kind, message | failed | which stage failed, the error class, a clear message       |
+| retryable  | failed          | transient (network, timeout, 429/5xx, caption server): a re-run retries it |
 | children   | split           | ids of the parts an input was split into (clips, documents)      |
+| images     | web documents   | every image the page had that is not in the sample: src (whole), position, stage, reason, scores |
 
 An input's outcome: its own terminal status, or for a split input the best of its parts
 (written > filtered > failed). ``summary.json`` counts inputs by outcome; written + filtered +
@@ -132,6 +135,11 @@ def outcome(unit_id: str, records: dict[str, dict]) -> str | None:
     if not parts or any(p is None for p in parts):
         return None if parts else "filtered"
     return min(parts, key=_RANK.__getitem__)
+
+
+def needs_retry(unit_id: str, records: dict[str, dict]) -> bool:
+    """Whether the unit, or one of its parts, failed in a way a later run retries."""
+    return any(leaf["status"] == "failed" and leaf.get("retryable") for leaf in leaves(unit_id, records))
 
 
 def leaves(unit_id: str, records: dict[str, dict]) -> list[dict]:

@@ -16,7 +16,7 @@ from pipelines.core.retry import is_retryable
 from schemas import ManifestWriter, SampleError, ShardWriter
 
 MANIFEST_FIELDS = ("id", "uri", "input", "status", "stage", "reason", "scores", "error_kind", "message",
-                   "retryable", "children", "shard", "key", "detail")
+                   "retryable", "children", "shard", "key", "detail", "images")
 
 
 def manifest_record(rec: dict) -> dict:
@@ -73,7 +73,8 @@ class RunSink:
                     self.keys[sample.key] = rec["id"]
                     self.pending.setdefault(shard, []).append(
                         manifest_record({"id": rec["id"], "uri": rec.get("uri"), "input": rec["input"],
-                                         "status": "written", "shard": shard, "key": sample.key}))
+                                         "status": "written", "shard": shard, "key": sample.key,
+                                         "images": rec.get("images") or None}))
                     continue
             self.counts["failed"] += 1
         self.manifest.append(now)

@@ -60,7 +60,8 @@ def assemble_docs(batch: list[dict], cfg) -> list[dict]:
             out.append(fail(rec, STAGE, "invalid_sample", str(e)))
             continue
         # the sample holds what is written; the document's bytes need not travel twice
-        out.append({"id": rec["id"], "input": rec["input"], "status": "ok", "sample": sample})
+        out.append({"id": rec["id"], "input": rec["input"], "status": "ok", "sample": sample,
+                    "images": list(doc.image_log)})  # the manifest explains every image the page had
     return out
 
 
@@ -85,8 +86,14 @@ def _segments(doc: WebDoc, cfg) -> tuple[list, set[str]]:
         segs.append(ImageSegment(
             data=it.data, ext=it.ext, width=it.width, height=it.height, understanding=True, generation=True,
             role="image", sha256=it.sha256,
-            provenance={"url": it.src[:2000], "pos": it.pos, "alt": it.alt, "fetch": it.fetch, "scores": it.scores}))
+            provenance={"url": it.src[:2000], "pos": it.pos, "alt": it.alt, "fetch": _stable(it.fetch),
+                        "scores": it.scores}))
     return segs, prompts
+
+
+def _stable(fetch: dict | None) -> dict | None:
+    """What the fetch says about the image, without timings: a re-run writes the same sample bytes."""
+    return {k: v for k, v in fetch.items() if k != "elapsed_s"} if fetch else fetch
 
 
 def build_sample(rec: dict, doc: WebDoc, cfg) -> Sample:

@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from captioners.base import CaptionRequest
+from captioners.base import CaptionRequest, is_transient
 from pipelines.core.sections import CACHE_DIR
-from pipelines.core.stage import drop
+from pipelines.core.stage import drop, fail
 from pipelines.web_interleave.doc import TextBlock, WebDoc, WebImage, count_check, log_entry, revise
 from pipelines.web_interleave.filters import count_tokens
 from pipelines.web_interleave.relevance import context_around
@@ -108,6 +108,11 @@ def caption_docs(batch: list[dict], cfg, captioner) -> list[dict]:
     who = {"backend": getattr(captioner, "backend", "?"), "model": getattr(captioner, "model", "?")}
     out = []
     for rec, doc, answers in zip(batch, docs, per):
+        down = [a[3] for a in answers if is_transient(a[3])]
+        if down:  # the server, not the page: the document fails retryably and a later run captions it
+            out.append(fail(rec, STAGE, "captioner_error",
+                            f"{len(down)} of {len(answers)} caption requests failed: {down[0].error}"))
+            continue
         doc, label = _answered(doc, answers, cfg)
         if any(a[0] == "review" for a in answers):
             doc = replace(doc, topic={**doc.topic, "llm_label": label})

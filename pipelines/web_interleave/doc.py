@@ -97,7 +97,7 @@ def from_items(raw: dict) -> WebDoc:
 
 
 def log_entry(img: WebImage, stage: str, reason: str, scores: dict | None = None, fetch: dict | None = None) -> dict:
-    entry = {"src": img.src[:300], "pos": img.pos, "stage": stage, "reason": reason}
+    entry = {"src": img.src[:2000], "pos": img.pos, "stage": stage, "reason": reason}
     if scores:
         entry["scores"] = scores
     if fetch:
@@ -126,5 +126,6 @@ def count_check(rec: dict, cfg, stage: str, final: bool = False) -> dict:
     if reason is None or (reason == "too_many_images" and not final):
         return rec
     scores["dropped"] = dict(Counter(e["reason"] for e in doc.image_log))
-    detail = "; ".join(f"{e['src'][:80]}: {e['reason']}" for e in doc.image_log[:20]) or None
-    return drop(rec, stage, reason, scores, detail)
+    detail = (f"{len(doc.image_log)} image(s) dropped: " + ", ".join(f"{k} {v}" for k, v in scores["dropped"].items())
+              if doc.image_log else None)
+    return {**drop(rec, stage, reason, scores, detail), "images": list(doc.image_log)}  # each image, whole

@@ -66,14 +66,24 @@ def _samples(out: Path) -> dict[str, bytes]:
     return got
 
 
-def test_503_then_recovery_retries_to_the_bytes_of_a_clean_run(flaky, tmp_path):
-    from pipelines.video_interleave.synth import Scene, write_scenes
+def _inputs(name: str, root: Path) -> list[str]:
+    if name == "video":
+        from pipelines.video_interleave.synth import Scene, write_scenes
 
-    vids = tmp_path / "videos"
-    write_scenes(vids / "a.mp4", [Scene("moving", 48, 1), Scene("pan", 48, 2)], 24.0, (256, 144))
-    write_scenes(vids / "b.mp4", [Scene("moving", 48, 3)], 24.0, (256, 144))
-    args = ["video", str(vids), "--preset", "tiny", "--captioner", "openai", "--base-url", flaky.url, "--model", "flaky-vlm",
-            "--set", "captioner.max_retries=0", "--set", "captioner.retry_backoff_s=0"]
+        vids = root / "videos"
+        write_scenes(vids / "a.mp4", [Scene("moving", 48, 1), Scene("pan", 48, 2)], 24.0, (256, 144))
+        write_scenes(vids / "b.mp4", [Scene("moving", 48, 3)], 24.0, (256, 144))
+        return [str(vids)]
+    from pipelines.web_interleave.synth import make_example_pages
+
+    pages = make_example_pages(root / "pages", n_pages=2)
+    return [str(p) for p in pages] + ["--set", "filters.min_relevance=null", "--set", "text.summarize=false"]
+
+
+@pytest.mark.parametrize("name", ["video", "web"])
+def test_503_then_recovery_retries_to_the_bytes_of_a_clean_run(name, flaky, tmp_path):
+    args = [name, *_inputs(name, tmp_path), "--preset", "tiny", "--captioner", "openai", "--base-url", flaky.url,
+            "--model", "flaky-vlm", "--set", "captioner.max_retries=0", "--set", "captioner.retry_backoff_s=0"]
     out = tmp_path / "out"
     code, text, _ = braid(*args, "--out", str(out))
     assert code == 1 and flaky.posts > 0, text  # every input failed while the server was down
