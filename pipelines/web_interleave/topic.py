@@ -6,9 +6,14 @@
 3. ``braid web`` classifies every document with it (``topic.classifier``); ``topic.llm_review`` adds the
    optional second LLM pass over what the classifier kept.
 
-The package ships ``topic_seed.jsonl`` (short texts written for this project, varied topics) and
-``topic_default.json`` trained from it, so the pipeline runs offline.
+The package ships ``topic_seed.jsonl`` (short texts written for this project, varied topics),
+``topic_real.jsonl`` (372 real documentation pages and lessons from Debian packages and the shared data,
+each with its site, source, licence, label and train/test split by site; built by ``tools/topic_pages.py``)
+and ``topic_default.json``, trained on the seed set and the real pages of the training sites, so the
+pipeline runs offline:
 
+    python -m pipelines.web_interleave.topic train pipelines/web_interleave/topic_real.jsonl --split train \
+        --c 16 --out pipelines/web_interleave/topic_default.json
     python -m pipelines.web_interleave.topic label INPUT... --out labels.jsonl --captioner openai --model M --sample 500
     python -m pipelines.web_interleave.topic train labels.jsonl --out topic.json [--no-seed]
 """
@@ -26,6 +31,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 SEED_FILE = HERE / "topic_seed.jsonl"
+REAL_FILE = HERE / "topic_real.jsonl"
 DEFAULT_FILE = HERE / "topic_default.json"
 LABELS = ("tutorial", "howto", "encyclopedic", "design", "news", "commerce", "opinion", "personal", "entertainment")
 ALIASES = {"how-to": "howto", "how to": "howto", "encyclopedia": "encyclopedic", "reference": "encyclopedic",
@@ -38,6 +44,7 @@ class TopicClassifier:
     coef: np.ndarray  # (labels, 384)
     intercept: np.ndarray  # (labels,)
     trained_on: int = 0
+    sites: tuple[str, ...] = ()  # sites of the real pages it was trained on (rows with a ``site``)
 
     def proba(self, emb: np.ndarray) -> np.ndarray:
         z = emb @ self.coef.T + self.intercept
@@ -48,7 +55,7 @@ class TopicClassifier:
     def to_json(self) -> dict:
         return {"format": "braid-topic-logreg@1", "embedder": "all-MiniLM-L6-v2", "labels": list(self.labels),
                 "coef": np.round(self.coef, 6).tolist(), "intercept": np.round(self.intercept, 6).tolist(),
-                "trained_on": self.trained_on}
+                "trained_on": self.trained_on, "sites": list(self.sites)}
 
     @classmethod
     def from_json(cls, obj: dict) -> TopicClassifier:
@@ -56,7 +63,7 @@ class TopicClassifier:
         if obj.get("format") != "braid-topic-logreg@1" or coef.shape != (len(obj["labels"]), 384) or \
                 icp.shape != (len(obj["labels"]),):
             raise ValueError("not a braid topic classifier (format braid-topic-logreg@1, 384 features)")
-        return cls(tuple(obj["labels"]), coef, icp, int(obj.get("trained_on", 0)))
+        return cls(tuple(obj["labels"]), coef, icp, int(obj.get("trained_on", 0)), tuple(obj.get("sites") or ()))
 
 
 def load_classifier(path: str = "") -> TopicClassifier:
@@ -112,7 +119,7 @@ def label_requests(texts: list[str], labels: tuple[str, ...] = LABELS) -> list:
                            variables={"text": t, "document": t, "labels": ", ".join(labels)}) for t in texts]
 
 
-def train(texts: list[str], labels: list[str], c: float = 4.0) -> TopicClassifier:
+def train(texts: list[str], labels: list[str], c: float = 4.0, sites: tuple[str, ...] = ()) -> TopicClassifier:
     from sklearn.linear_model import LogisticRegression
 
     from pipelines.web_interleave.relevance import embed
@@ -124,7 +131,14 @@ def train(texts: list[str], labels: list[str], c: float = 4.0) -> TopicClassifie
     if len(lr.classes_) == 2:  # sklearn stores one row for two classes
         coef, icp = np.vstack([-coef[0] / 2, coef[0] / 2]), np.array([-icp[0] / 2, icp[0] / 2])
     return TopicClassifier(tuple(str(c_) for c_ in lr.classes_), coef.astype(np.float32), icp.astype(np.float32),
-                           len(texts))
+                           len(texts), tuple(sorted(set(sites))))
+
+
+def precision_recall(scores: list[float], relevant: list[bool], min_score: float) -> tuple[float, float]:
+    """Precision and recall of keeping the documents that score at least ``min_score``."""
+    kept = [s >= min_score for s in scores]
+    tp = sum(k and r for k, r in zip(kept, relevant))
+    return tp / max(sum(kept), 1), tp / max(sum(relevant), 1)
 
 
 def read_labels(path: str | Path) -> list[dict]:
@@ -146,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--out", required=True)
     t.add_argument("--no-seed", action="store_true")
     t.add_argument("--c", type=float, default=4.0, help="inverse regularisation strength")
+    t.add_argument("--split", default="", help="only rows whose split field is this (topic_real.jsonl: train, test)")
     lab = sub.add_parser("label", help="label a sample of documents with the captioner model (topic_label@v1)")
     lab.add_argument("inputs", nargs="+")
     lab.add_argument("--out", required=True)
@@ -155,11 +170,13 @@ def main(argv: list[str] | None = None) -> int:
     lab.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     if args.cmd == "train":
-        rows = ([] if args.no_seed else read_labels(SEED_FILE)) + [r for f in args.labels for r in read_labels(f)]
+        rows = ([] if args.no_seed else read_labels(SEED_FILE)) + \
+            [r for f in args.labels for r in read_labels(f) if not args.split or r.get("split") == args.split]
         if len({r["label"] for r in rows}) < 2:
             print("need at least two distinct labels", file=sys.stderr)
             return 2
-        clf = train([r["text"] for r in rows], [r["label"] for r in rows], args.c)
+        clf = train([r["text"] for r in rows], [r["label"] for r in rows], args.c,
+                    tuple(r["site"] for r in rows if isinstance(r.get("site"), str)))
         Path(args.out).write_text(json.dumps(clf.to_json()))
         print(f"trained on {len(rows)} texts, labels {', '.join(clf.labels)} -> {args.out}")
         return 0
@@ -169,7 +186,6 @@ def main(argv: list[str] | None = None) -> int:
 def _label(args) -> int:
     from captioners import make_captioner
     from captioners.base import CaptionerConfig
-
     from pipelines.web_interleave.readers import expand_inputs, html_document, read_rows, row_document
 
     docs = []

@@ -108,7 +108,7 @@ def test_topic_classifier_default_and_retraining(tmp_path):
     assert topic.main(["train", str(labels), "--out", str(out)]) == 0
     obj = json.loads(out.read_text())  # plain JSON: labels, coefficients, intercepts
     assert obj["format"] == "braid-topic-logreg@1" and obj["trained_on"] == 85
-    assert topic.load_classifier(str(out)).labels == clf.labels
+    assert set(topic.load_classifier(str(out)).labels) == {r["label"] for r in topic.read_labels(topic.SEED_FILE)}
     assert topic.parse_label("Label: How-To") == "howto" and topic.parse_label("other") == "other"
 
 
