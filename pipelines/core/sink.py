@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipelines.core.redact import redact
+from pipelines.core.redact import redact, redact_url
 from pipelines.core.retry import is_retryable
 from schemas import ManifestWriter, SampleError, ShardWriter
 
@@ -25,6 +25,20 @@ def manifest_record(rec: dict) -> dict:
     if out["status"] == "failed":
         out["retryable"] = is_retryable(out.get("error_kind"))
     return redact(out)
+
+
+def scrub_sample(sample):
+    """The sample without credentials in its URLs (source uri, image provenance): signed URLs stay readable."""
+    from dataclasses import replace
+
+    from schemas import ImageSegment
+
+    segs = tuple(replace(s, provenance=redact(s.provenance)) if isinstance(s, ImageSegment) and s.provenance else s
+                 for s in sample.segments)
+    uri = redact_url(sample.source.uri)
+    if uri == sample.source.uri and segs == sample.segments:
+        return sample
+    return replace(sample, source=replace(sample.source, uri=uri), segments=segs)
 
 
 def _sink_failure(rec: dict, error_kind: str, message: str) -> dict:
@@ -66,7 +80,7 @@ class RunSink:
                                          f"sample key {sample.key!r} was already written for {self.keys[sample.key]!r}"))
             else:
                 try:
-                    shard = self.writer.write(sample)
+                    shard = self.writer.write(scrub_sample(sample))
                 except SampleError as e:
                     now.append(_sink_failure(rec, "invalid_sample", str(e)))
                 else:

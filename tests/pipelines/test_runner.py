@@ -316,3 +316,21 @@ def test_set_up_stages_get_the_time_limit_too(tmp_path):
     s = run_pipeline([stage], recs, run, "toy")
     assert time.monotonic() - t0 < 10  # the hanging record cost its limit, not 30 s
     assert (s["written"], s["failed"], s["by_error_kind"]) == (3, 1, {"TimeLimitExceeded": 1})
+
+
+def test_samples_keep_no_credentials_from_signed_urls():
+    from dataclasses import replace
+
+    from pipelines.core.sink import scrub_sample
+    from schemas import ImageSegment
+
+    signed = "https://bucket.s3.amazonaws.com/v.mp4?X-Amz-Credential=AKIAEXAMPLE&X-Amz-Signature=deadbeef99&part=2"
+    s = make_sample()
+    s = replace(s, source=replace(s.source, uri=signed),
+                segments=tuple(replace(g, provenance={"url": "https://user:hunter22@cdn.example/a.jpg?token=tok123"})
+                               if isinstance(g, ImageSegment) else g for g in s.segments))
+    clean = scrub_sample(s)
+    text = repr(clean)
+    for secret in ("AKIAEXAMPLE", "deadbeef99", "hunter22", "tok123"):
+        assert secret not in text
+    assert clean.source.uri.startswith("https://bucket.s3.amazonaws.com/v.mp4?") and "part=2" in clean.source.uri
