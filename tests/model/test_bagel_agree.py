@@ -29,7 +29,12 @@ def _reference_python() -> Path:
     stamp = VENV / "pins.txt"
     if not (py.exists() and stamp.exists() and stamp.read_text() == "\n".join(PINS)):
         subprocess.run([sys.executable, "-m", "venv", "--clear", str(VENV)], check=True, timeout=300)
-        subprocess.run([str(py), "-m", "pip", "install", "-q", *PINS], check=True, timeout=1200)
+        pip = [str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+        # the CPU build of torch, as the Makefile installs it: a local wheel, else PyTorch's CPU index
+        if subprocess.run([*pip, "--no-index", PINS[0]], check=False, timeout=1200).returncode:
+            subprocess.run([*pip, "--index-url", "https://download.pytorch.org/whl/cpu", PINS[0]], check=True,
+                           timeout=1200)
+        subprocess.run([*pip, *PINS], check=True, timeout=1200)
         stamp.write_text("\n".join(PINS))
     return py
 
