@@ -28,6 +28,8 @@ class FilterConfig:
     dedup_across_run: also drop images already seen in other documents of this output directory.
     min_images / max_images: images a document must keep after filtering.
     over_max: ``filter`` a document with more than max_images, or ``truncate`` to the first max_images.
+    max_images_considered: images of a document (in reading order) that go on to be fetched; the rest are
+      dropped at the read stage as ``over_image_cap``, so a page with 10,000 images costs at most this many fetches.
     trim_patterns: regexes for boilerplate text at the start or end of a document (header/footer).
     trim_max_words: only segments at the ends this short are trimmed by pattern.
     """
@@ -47,10 +49,11 @@ class FilterConfig:
     min_images: int = 3
     max_images: int = 8
     over_max: str = "filter"
+    max_images_considered: int = 64
     trim_patterns: tuple[str, ...] = (
         r"(?i)^(last updated|updated on|posted (on|by)|published|edit this page|share|tweet|print|menu|skip to)",
         r"(?i)(all rights reserved|copyright|\u00a9|privacy policy|terms of (use|service)|cookie)",
-        r"(?i)(subscribe|newsletter|sign up|log ?in|follow us|contributor\(s\)|comments?)\b",
+        r"(?i)(subscribe|newsletter|sign up|log ?in|follow us|comments?|donate|donations?)\b|contributor\(s\)",
         r"(?i)^(previous|next|back to top|home|table of contents)\b",
     )
     trim_max_words: int = 30
@@ -62,6 +65,8 @@ class FilterConfig:
             raise ValueError("need 0 < min_aspect <= max_aspect")
         if not (1 <= self.min_images <= self.max_images):
             raise ValueError("need 1 <= min_images <= max_images")
+        if self.max_images_considered < self.max_images:
+            raise ValueError("need max_images_considered >= max_images")
         if self.over_max not in ("filter", "truncate"):
             raise ValueError(f"over_max must be 'filter' or 'truncate', not {self.over_max!r}")
         if not (0 <= self.phash_distance <= 32):

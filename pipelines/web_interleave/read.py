@@ -1,4 +1,5 @@
-"""Stage 1, read: an input becomes document records; header/footer trimmed, UI images dropped before any fetch.
+"""Stage 1, read: an input becomes document records; header/footer trimmed, UI images and images over
+``filters.max_images_considered`` dropped before any fetch.
 
 An HTML page (a file, or an http(s) URL fetched through the guarded fetcher) stays one record; a file of
 documents (JSONL, JSON, Parquet) becomes a ``split`` record with one part per document, so each document
@@ -19,17 +20,24 @@ STAGE = "read"
 
 
 def prepare(doc: WebDoc, cfg) -> WebDoc:
-    """Short text blocks out, header/footer trimmed, UI images (URL patterns) dropped."""
-    items = [it for it in doc.items if isinstance(it, WebImage) or len(it.text.strip()) >= cfg.text.min_chars]
-    kept, trimmed = F.trim_ends([_plain(it) for it in items], cfg.filters)
-    keep = {id(p["item"]) for p in kept}
-    doc = replace(doc, items=tuple(it for it in items if id(it) in keep), trimmed_blocks=trimmed)
+    """UI images (URL patterns) dropped, short text blocks out, header/footer trimmed, images over the cap dropped.
+
+    UI images go first, so a footer that holds one (a donation logo after "Contributor(s)") is still a footer.
+    """
+    fc = cfg.filters
     dropped = []
     for img in doc.images:
-        reason, scores = F.url_rule(img.src, cfg.filters.url_patterns, img.alt if cfg.filters.match_alt else "")
+        reason, scores = F.url_rule(img.src, fc.url_patterns, img.alt if fc.match_alt else "")
         if reason:
             dropped.append(log_entry(img, STAGE, reason, scores))
-    return revise(doc, dropped=dropped)
+    doc = revise(doc, dropped=dropped)
+    items = [it for it in doc.items if isinstance(it, WebImage) or len(it.text.strip()) >= cfg.text.min_chars]
+    kept, trimmed = F.trim_ends([_plain(it) for it in items], fc)
+    keep = {id(p["item"]) for p in kept}
+    doc = replace(doc, items=tuple(it for it in items if id(it) in keep), trimmed_blocks=trimmed)
+    over = doc.images[fc.max_images_considered:]
+    return revise(doc, dropped=[log_entry(img, STAGE, "over_image_cap", {"max_images_considered": fc.max_images_considered})
+                                for img in over])
 
 
 def _plain(it: TextBlock | WebImage) -> dict:

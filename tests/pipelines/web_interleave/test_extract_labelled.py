@@ -160,3 +160,52 @@ def test_inline_svg_figure_and_base_href_without_main():
     assert 'xmlns="http://www.w3.org/2000/svg"' in markup and "viewBox=" in markup
     assert sorted((d["src"].rsplit("/", 1)[1], d["reason"]) for d in got["dropped"]) == [
         ("course-banner.jpg", "boilerplate"), ("logo.svg", "outside_main")]  # sidebar banner, site logo
+
+
+def _read(path: Path, cfg: WebConfig) -> dict:
+    from pipelines.web_interleave.read import read_docs
+    from pipelines.web_interleave.readers import expand_inputs
+
+    (rec,) = read_docs(expand_inputs([str(path)]), cfg, None)
+    return rec
+
+
+def test_images_over_the_cap_are_dropped_before_fetching(tmp_path):
+    from pipelines.net.fetch import Fetcher
+    from pipelines.web_interleave.fetch import fetch_images
+
+    page = tmp_path / "gallery.html"
+    page.write_text("<html><body><main><h1>Ten thousand pictures</h1><p>Every frame of the time-lapse, one by one.</p>"
+                    + "".join(f'<img src="img/{i}.png" alt="frame {i}">' for i in range(10_000)) + "</main></body></html>")
+    cfg = WebConfig.tiny()
+    rec = _read(page, cfg)
+    doc = rec["doc"]
+    cap = cfg.filters.max_images_considered
+    assert len(doc.images) == cap and [im.src.rsplit("/", 1)[1] for im in doc.images[:2]] == ["0.png", "1.png"]
+    over = [e for e in doc.image_log if e["reason"] == "over_image_cap"]
+    assert len(over) == 10_000 - cap and over[0]["scores"] == {"max_images_considered": cap}
+    fetcher = Fetcher(cfg.fetch)
+    try:
+        (out,) = fetch_images([rec], cfg, fetcher)
+    finally:
+        fetcher.close()
+    log = out["images"]  # no file exists: the document ends filtered, every image's outcome listed
+    assert out["status"] == "filtered" and len(log) == 10_000
+    assert sum(e["stage"] == "fetch" for e in log) == cap  # only the capped images were fetched
+    with pytest.raises(ValueError, match="max_images_considered"):
+        type(cfg.filters)(max_images_considered=4)
+
+
+def test_contributor_and_donation_footer_is_trimmed(shared_data):
+    items = [{"type": "image", "src": "a"}, {"type": "text", "text": "Serve with basil."},
+             {"type": "text", "text": "Contributor(s)"}, {"type": "text", "text": "mfed3"},
+             {"type": "text", "text": "If you like this recipe, donate to the author."}]
+    out, n = F.trim_ends(items, WebConfig().filters)
+    assert n == 3 and out[-1]["text"] == "Serve with basil."
+    # the real page: the footer holds a donation logo (a UI image), dropped before the footer is trimmed
+    rec = _read(shared_data / "docs" / "based_cooking" / "ravioli" / "index.html", WebConfig.tiny())
+    doc = rec["doc"]
+    texts = [it.text for it in doc.items if hasattr(it, "text")]
+    assert not any("Contributor(s)" in t or "Monero" in t for t in texts), texts[-3:]
+    assert texts[-1].startswith("Serve the seafood version") and doc.trimmed_blocks >= 3
+    assert [e["reason"] for e in doc.image_log if e["src"].endswith("xmr.svg")] == ["ui_url"]
