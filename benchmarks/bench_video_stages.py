@@ -5,9 +5,10 @@ Videos: the real ones in ``../shared/data/videos`` and generated clips with cuts
 (``pipelines.video_interleave.synth``), all timed together. Measured in the same run, in alternating order
 (ours first in even rounds, last in odd ones), after one untimed warm-up pass of each (page cache, imports):
   ours:          ``analysis_stages`` over every video: JPEG frames per clip, about four;
-  pyscenedetect: ``scenedetect.detect(path, ContentDetector())`` (its default downscale), then for every
-                 shot decord reads as many frames as ours samples per clip (``frames.frames_per_clip`` per
-                 ``shots.max_clip_s`` of shot), decoded straight to our output size and JPEG-encoded the same way;
+  pyscenedetect: ``scenedetect.detect(path, ContentDetector())`` (its default downscale), then decord reads
+                 as many frames of each video as ours wrote for it, dealt out evenly over the shots found (at
+                 most ``frames.frames_per_clip`` per ``shots.max_clip_s`` of shot, as ours samples), decoded
+                 straight to our output size and JPEG-encoded the same way;
   decord-64px:   decord decoding every frame at the 64 px thumbnail size (the cost floor for analysing every
                  frame; nothing else done).
 Cut recall and precision (a found cut within ``--tolerance`` frames of a true one) for ours and PySceneDetect:
@@ -69,19 +70,20 @@ def ours(paths: list[str], cfg) -> dict:
     from pipelines.video_interleave.pipeline import analysis_stages
 
     stages = analysis_stages(cfg)
-    cuts, frames = {}, 0
+    cuts, per_video = {}, {}
     for i, p in enumerate(paths):
         batch = [new_record(f"v{i}", uri=p, licence=None, meta={})]
         for st in stages:
             batch = apply_stage(st, batch)
             if st.name == "shots":
                 cuts[p] = sorted(r["clip"]["start_frame"] for r in batch if r.get("clip") and r["clip"]["cut_before"])
-        frames += sum(len(r.get("frames", [])) for r in batch if r["status"] == "ok")
-    return {"cuts": cuts, "frames": frames}
+        per_video[p] = sum(len(r.get("frames", [])) for r in batch if r["status"] == "ok")
+    return {"cuts": cuts, "frames": sum(per_video.values()), "per_video": per_video}
 
 
-def pyscenedetect_decord(paths: list[str], cfg) -> dict:
-    """PySceneDetect's shots, then decord reading ours' number of frames per shot, resized and JPEG-encoded."""
+def pyscenedetect_decord(paths: list[str], cfg, budget: dict[str, int]) -> dict:
+    """PySceneDetect's shots, then decord reading as many frames of each video as ours wrote (``budget``), spread
+    evenly over the shots (at most ours' per-clip count per ``max_clip_s`` of shot), resized and JPEG-encoded."""
     import decord
     import numpy as np
     from scenedetect import ContentDetector, detect
@@ -99,10 +101,18 @@ def pyscenedetect_decord(paths: list[str], cfg) -> dict:
         fps, n = vr.get_avg_fps() or 30.0, len(vr)
         spans = [(s.frame_num, min(e.frame_num, n)) for s, e in scenes] or [(0, n)]
         cuts[p] = [a for a, _ in spans[1:]]
+        caps = [fc.frames_per_clip * max(1, math.ceil((b - a) / fps / sc.max_clip_s)) for a, b in spans]
+        ks, left = [0] * len(spans), budget[p]
+        while left > 0 and any(k < c for k, c in zip(ks, caps)):  # deal the frames out over the shots in turn
+            for j in range(len(spans)):
+                if left > 0 and ks[j] < caps[j]:
+                    ks[j], left = ks[j] + 1, left - 1
         idx = []
-        for a, b in spans:
-            k = fc.frames_per_clip * max(1, math.ceil((b - a) / fps / sc.max_clip_s))
-            idx += np.unique(np.linspace(a, b - 1, k).round().astype(int)).tolist()
+        for (a, b), k in zip(spans, ks):
+            if k:
+                idx += np.unique(np.linspace(a, b - 1, k + 2)[1:-1].round().astype(int)).tolist()
+        if not idx:
+            continue
         for img in vr.get_batch(sorted(set(idx))).asnumpy():
             encode_jpeg(img, fc.jpeg_quality)
             frames += 1
@@ -178,8 +188,10 @@ def main(argv: list[str] | None = None) -> int:
         if not paths:
             print("no videos", file=sys.stderr)
             return 1
+        load_start = os.getloadavg()
+        budget = ours(paths, cfg)["per_video"]  # frames ours writes per video: the baseline writes as many
         res = timed_alternating({"ours": lambda: ours(paths, cfg),
-                                 "pyscenedetect+decord": lambda: pyscenedetect_decord(paths, cfg),
+                                 "pyscenedetect+decord": lambda: pyscenedetect_decord(paths, cfg, budget),
                                  "decord-64px": lambda: decord_thumbs(paths, cfg.probe.analysis_side)}, args.repeat)
     t_ours, t_psd, t_thumb = (res[k][0] for k in ("ours", "pyscenedetect+decord", "decord-64px"))
     scores = {}
@@ -217,7 +229,8 @@ def main(argv: list[str] | None = None) -> int:
     ]
     write_result("bench_video_stages", rows, libraries=("scenedetect", "decord", "av", "opencv-python-headless",
                                                         "numpy"),
-                 extra={"load_avg": os.getloadavg(), "repeat": args.repeat,
+                 extra={"load_avg": os.getloadavg(), "load_avg_start": load_start, "repeat": args.repeat,
+                        "round_ratios": [b / a for a, b in zip(res["ours"][1], res["pyscenedetect+decord"][1])],
                         "times_s": {k: v[1] for k, v in res.items()}, "cuts": scores,
                         "videos": {"real": len(real), "synthetic": len(synth)},
                         "frames_written": {k: res[k][2]["frames"] for k in ("ours", "pyscenedetect+decord")}})
