@@ -72,13 +72,32 @@ def test_resume_continues_exactly(tmp_path, shards):
 def test_packing_in_worker_processes_gives_the_same_run(tmp_path, shards):
     inline, workers = tmp_path / "inline", tmp_path / "workers"
     cfg = tmp_path / "workers.yaml"
-    cfg.write_text(CONFIG.replace("warmup: 5}", "warmup: 5, loader_workers: 2}") % 1000)
+    cfg.write_text(CONFIG.replace("warmup: 5}", "warmup: 5, loader_workers: 2, peak_tflops: 0.001}") % 1000)
     assert main(["train", *shards, "--out", str(inline), "--config", _config(tmp_path), "--steps", "5"]) == 0
     assert main(["train", *shards, "--out", str(workers), "--config", str(cfg), "--steps", "5"]) == 0
     a = [(r["step"], r["loss"]) for r in _rows(inline) if "loss" in r]
     assert a == [(r["step"], r["loss"]) for r in _rows(workers) if "loss" in r] and len(a) == 5
     state = json.loads((workers / "checkpoint" / "trainer_state.json").read_text())
     assert state["position"] == json.loads((inline / "checkpoint" / "trainer_state.json").read_text())["position"]
+    assert all(r["mfu"] > 0 for r in _rows(workers) if "loss" in r)  # logged against the configured peak
+
+
+def test_loss_weights_come_from_the_train_config_and_old_run_folders_still_load(tmp_path, shards):
+    from model.run_folder import load_run
+
+    cfg = tmp_path / "w.yaml"
+    cfg.write_text(CONFIG.replace("warmup: 5}", "warmup: 5, ce_weight: 0.5, mse_weight: 2.0}") % 1000)
+    run = tmp_path / "run"
+    assert main(["train", *shards, "--out", str(run), "--config", str(cfg), "--steps", "1"]) == 0
+    row = next(r for r in _rows(run) if "loss" in r)
+    assert row["loss"] == pytest.approx(0.5 * row["ce"] + 2.0 * row["mse"], rel=1e-5)
+    doc = json.loads((run / "config.json").read_text())
+    assert "ce_weight" not in doc["model"] and load_run(run, device="cpu").loss_weights == (0.5, 2.0)
+    for k in ("ce_weight", "mse_weight"):  # a run folder from when the weights sat in the model section
+        doc["model"][k] = doc["train"].pop(k)
+    (run / "config.json").write_text(json.dumps(doc))
+    assert load_run(run, device="cpu").loss_weights == (0.5, 2.0)
+    assert main(["train", *shards, "--out", str(run), "--steps", "2", "--resume"]) == 0
 
 
 @pytest.mark.timeout(300)
