@@ -1,17 +1,18 @@
-"""Training throughput of the bundled MoT: tokens/s and MFU, FlexAttention against the dense-mask path.
+"""Training throughput of the bundled MoT: tokens/s and MFU of the trainer's path, each speed change on its
+own, and the baselines a user would run instead.
 
 One packed batch of about ``--tokens`` tokens (interleaved samples: captions, generation targets as
 noised + clean latents + ViT tokens), one optimizer step per iteration (forward, backward, AdamW), bf16
 autocast; ``--accum N`` runs N packs per optimizer step. The step time is the mean over ``--steps`` steps
 run back to back with one synchronisation at the end, as ``braid train`` runs them (the synchronised
-per-step median is printed too). Both attention paths run on the same batch in the same process; the
-ratio is printed.
+per-step median is printed too). Every variant runs on the same batch from the same weights in one process.
 
-Model FLOPs per pack (MFU against ``--peak`` TFLOP/s, 989 for H100/H200 dense bf16):
-  6 * (LLM layer parameters of the token's expert) per token + 6 * D * V per CE token
-  + 6 * (ViT + connector parameters) per ViT token + 6 * (latent in/out, time embedder) per latent token
-  + attention 12 * H * Dh * (allowed query-key pairs) per layer (4 forward, 8 backward)
-  + ViT attention 12 * d_vit * P^2 per image per layer.
+Baselines, on the same compiled blocks: per-sample SDPA (``sample``: each sample of the pack attends within
+itself under its own mask, as BAGEL's ``forward_train``) and whole-pack SDPA (``dense``: one call over the
+pack with a (T, T) mask). ``attention_alone`` times one layer's attention (forward + backward) for the
+three. Model FLOPs per pack are ``model.flops.FlopCounter`` (the figure ``braid train`` logs), MFU against
+``--peak`` TFLOP/s (989 for H100/H200 dense bf16). Results go to benchmarks/results/ through
+benchmarks/record.py; ``--runs`` records `braid train` runs (their logged MFU and loss curves) beside them.
 
     python benchmarks/bench_mot_train.py                 # GPU: base preset, 16k tokens, every variant
     python benchmarks/bench_mot_train.py --tiny          # CPU dry run of the same code (flex runs dense)
@@ -430,7 +431,8 @@ def main(argv=None) -> int:
         info["results"] = results
         if out_dir:  # partial results survive a time limit
             Path(out_dir, "bench_mot_train_raw.json").write_text(json.dumps(info, indent=1))
-            record(info, results, args, out_dir)
+            if not args.tiny:
+                record(info, results, args, out_dir)
     kernels.use(())
     print(f"\n{'variant':52} {'step s':>7} {'tokens/s':>9} {'TFLOP/s':>8} {'MFU':>6} {'GiB':>5}  first CE / MSE"
           f"   ({name}, torch {torch.__version__}, {args.accum} x {batch.n_real} tokens, "
@@ -441,7 +443,8 @@ def main(argv=None) -> int:
                   f"{r.get('max_mem_gib', 0):5.1f}  {r['first_ce']:.4f} / {r['first_mse']:.5f}")
         else:
             print(f"{variant:52} {r['error']}")
-    record(info, results, args, out_dir)
+    if not args.tiny:  # the dry run checks the code; its figures are not results
+        record(info, results, args, out_dir)
     return 0
 
 
