@@ -73,13 +73,19 @@ class SwiGLU(nn.Module):
 
 
 def routed(x, gen, und_fn, gen_fn, width: int | None = None):
-    """Rows of ``x`` where ``gen`` is False through ``und_fn``, the others through ``gen_fn``."""
-    out = x.new_zeros((x.shape[0], width or x.shape[1]))
+    """Rows of ``x`` where ``gen`` is False through ``und_fn``, the others through ``gen_fn`` (in the dtype the
+    experts give, which under autocast is not the input's)."""
     und_idx, gen_idx = (~gen).nonzero().squeeze(1), gen.nonzero().squeeze(1)
-    if und_idx.numel():
-        out[und_idx] = und_fn(x[und_idx])
-    if gen_idx.numel():
-        out[gen_idx] = gen_fn(x[gen_idx])
+    a = und_fn(x[und_idx]) if und_idx.numel() else None
+    b = gen_fn(x[gen_idx]) if gen_idx.numel() else None
+    first = a if a is not None else b
+    if first is None:
+        return x.new_zeros((x.shape[0], width or x.shape[1]))
+    out = first.new_zeros((x.shape[0], first.shape[1]))
+    if a is not None:
+        out[und_idx] = a
+    if b is not None:
+        out[gen_idx] = b.to(out.dtype)
     return out
 
 

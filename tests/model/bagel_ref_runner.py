@@ -110,7 +110,7 @@ def run(ckpt: Path, batch_base: Path, out: Path) -> None:
     model.llm2vae.register_forward_hook(lambda m, i, o: captured.__setitem__("velocity", o))
     torch.randn_like = lambda x, **kw: noise.clone()  # the noise the test chose
     latents = [t.pop(f"latent_{i}") for i in range(meta["n_latents"])]
-    batch = {k: v for k, v in t.items() if k != "vae_image"}
+    batch = {k: v for k, v in t.items() if k not in ("vae_image", "image_noise")}
     with torch.no_grad():
         res = model(sequence_length=meta["sequence_length"], sample_lens=meta["sample_lens"],
                     split_lens=meta["split_lens"], attn_modes=meta["attn_modes"],
@@ -125,7 +125,8 @@ def run(ckpt: Path, batch_base: Path, out: Path) -> None:
         z = ae.encode(t["vae_image"]) if "vae_image" in t else None
         x = ae.decode(z) if z is not None else None
     res = {"ce": res["ce"], "mse": res["mse"], "logits": captured["logits"], "velocity": captured["velocity"],
-           "greedy": _greedy(model, meta["prompt_ids"], meta["bos"], meta["eos"], meta["max_length"])}
+           "greedy": _greedy(model, meta["prompt_ids"], meta["bos"], meta["eos"], meta["max_length"]),
+           "image_tokens": _sample_image(model, meta, t["image_noise"])}
     if z is not None:
         res |= {"vae_z": z, "vae_x": x}
     save_file({k: v.contiguous() for k, v in res.items()}, str(out))
@@ -149,6 +150,40 @@ def _greedy(model, prompt_ids, bos, eos, max_length):
         out = model.generate_text(past_key_values=past, max_length=max_length, do_sample=False, end_token_id=eos,
                                   **start)
     return out[:, 0]
+
+
+def _sample_image(model, meta, noise):
+    """BAGEL's own image sampler (KV caches, text CFG, shifted schedule) under bfloat16 autocast, as BAGEL runs
+    it, after a text context of the prompt ids; the initial noise is the test's."""
+    from modeling.bagel.qwen2_navit import NaiveCache
+
+    class Ids:
+        def encode(self, text):
+            return list(meta["prompt_ids"])
+
+    model.eval()
+    ids = {"bos_token_id": meta["bos"], "eos_token_id": meta["eos"], "start_of_image": 3, "end_of_image": 4}
+    layers = model.config.llm_config.num_hidden_layers
+    size = [tuple(meta["image_size"])]
+    randn = torch.randn
+    torch.randn = lambda *a, **kw: noise.clone()
+    try:
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+            past = NaiveCache(layers)
+            gen_in, kv_lens, ropes = model.prepare_prompts([0], [0], ["context"], Ids(), ids)
+            past = model.forward_cache_update_text(past, **gen_in)
+            gen = model.prepare_vae_latent(curr_kvlens=kv_lens, curr_rope=ropes, image_sizes=size, new_token_ids=ids)
+            cfg_text = model.prepare_vae_latent_cfg(curr_kvlens=[0], curr_rope=[0], image_sizes=size)
+            cfg_img = model.prepare_vae_latent_cfg(curr_kvlens=kv_lens, curr_rope=ropes, image_sizes=size)
+            out = model.generate_image(
+                past_key_values=past, cfg_text_past_key_values=NaiveCache(layers), cfg_img_past_key_values=past,
+                num_timesteps=meta["steps"], cfg_text_scale=4.0, cfg_img_scale=1.0, cfg_interval=(0.4, 1.0),
+                cfg_renorm_min=0.0, cfg_renorm_type="global", timestep_shift=3.0, **gen,
+                **{f"cfg_text_{k[4:]}": v for k, v in cfg_text.items()},
+                **{f"cfg_img_{k[4:]}": v for k, v in cfg_img.items()})
+    finally:
+        torch.randn = randn
+    return out[0].float()
 
 
 if __name__ == "__main__":

@@ -125,9 +125,11 @@ def _packed_batch():
         "mse_loss_indexes": mask(mse_idx), "timesteps": torch.tensor(timesteps),
         "noise": torch.randn(len(vae_idx), p * p * c, generator=g),
         "vae_image": torch.rand(2, 3, 32, 48, generator=g) * 2 - 1,  # for the autoencoder
+        "image_noise": torch.randn(16, p * p * c, generator=g),  # for the sampler: a 64 x 64 image, 4 x 4 tokens
     }
     tensors |= {f"latent_{i}": z for i, z in enumerate(latents)}
-    meta = {"prompt_ids": text_ids[2:9], "bos": 1, "eos": 2, "max_length": 10, "sequence_length": seq, "sample_lens": sample_lens, "split_lens": split_lens, "attn_modes": modes,
+    meta = {"prompt_ids": text_ids[2:9], "bos": 1, "eos": 2, "max_length": 10, "image_size": [64, 64], "steps": 6,
+            "sequence_length": seq, "sample_lens": sample_lens, "split_lens": split_lens, "attn_modes": modes,
             "latent_shapes": [[lat_side // p, lat_side // p]] * len(latents), "n_latents": len(latents)}
     return tensors, meta
 
@@ -158,7 +160,8 @@ def _ours(ckpt, tensors, meta):
     from model.bagel_load import load_bagel
 
     model, cfg, _ = load_bagel(ckpt)
-    batch = {k: v for k, v in tensors.items() if not k.startswith("latent_") and k not in ("noise", "vae_image")}
+    skip = ("noise", "vae_image", "image_noise")
+    batch = {k: v for k, v in tensors.items() if not k.startswith("latent_") and k not in skip}
     batch |= {"sequence_length": meta["sequence_length"], "sample_lens": meta["sample_lens"],
               "split_lens": meta["split_lens"], "attn_modes": meta["attn_modes"],
               "patchified_vae_latent_shapes": meta["latent_shapes"],
@@ -220,6 +223,25 @@ def test_greedy_text_agrees_with_bagel_reference(reference):
     model, _, _ = load_bagel(ckpt)
     ours = greedy_text(model, meta["prompt_ids"], meta["bos"], meta["eos"], meta["max_length"])
     assert ours == ref["greedy"].tolist() and len(ours) > 1
+
+
+@pytest.mark.timeout(120)
+def test_image_sampler_agrees_with_bagel_reference(reference):
+    """BAGEL's sampler settings (shift 3, text CFG 4 inside (0.4, 1], global renorm), a fixed start noise, six
+    steps, bfloat16 autocast on both sides as BAGEL runs: the same latent tokens within bfloat16 tolerance."""
+    import torch
+
+    from model.bagel_generate import sample_latent_tokens
+    from model.bagel_load import load_bagel
+
+    ckpt, tensors, meta, ref = reference
+    model, _, _ = load_bagel(ckpt)
+    tokens = {"bos": meta["bos"], "eos": meta["eos"], "vision_start": 3, "vision_end": 4}
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ours = sample_latent_tokens(model, meta["prompt_ids"], tensors["image_noise"], 4, 4, tokens, steps=meta["steps"])
+    assert ours.shape == ref["image_tokens"].shape
+    torch.testing.assert_close(ours.float(), ref["image_tokens"], rtol=0, atol=0.05)
+    assert float((ref["image_tokens"] - tensors["image_noise"]).abs().mean()) > 0.1  # it moved from the noise
 
 
 def test_strict_loading_names_the_first_mismatch(reference, tmp_path):
