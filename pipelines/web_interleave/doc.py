@@ -92,8 +92,10 @@ def from_items(raw: dict) -> WebDoc:
     """A ``WebDoc`` from a document as ``readers`` reads it (plain items with ``type`` and ``pos``)."""
     items = tuple(WebImage(it["src"], it["pos"], it.get("alt", ""), it.get("title", "")) if it["type"] == "image"
                   else TextBlock(it["text"], (it["pos"],), it.get("tag", "p")) for it in raw["items"])
+    # images the page holds that extraction did not keep (outside_main, hidden, duplicate_url, ...): no position
+    seen = tuple({"src": d["src"], "pos": None, "stage": "extract", "reason": d["reason"]} for d in raw.get("dropped", ()))
     return WebDoc(doc_id=raw["doc_id"], url=raw["url"], format=raw["format"], items=items, title=raw.get("title", ""),
-                  local_root=raw.get("local_root"), extract=raw.get("extract"))
+                  local_root=raw.get("local_root"), extract=raw.get("extract"), image_log=seen)
 
 
 def log_entry(img: WebImage, stage: str, reason: str, scores: dict | None = None, fetch: dict | None = None) -> dict:

@@ -66,7 +66,7 @@ def html_document(data: bytes | str, url: str, local_root: str | None) -> dict:
 
     page = extract_page(data, url)
     return {"doc_id": url, "url": url, "title": page["title"], "format": "html", "extract": page["method"],
-            "items": number_items(page["items"]), "local_root": local_root}
+            "items": number_items(page["items"]), "local_root": local_root, "dropped": page.get("dropped", [])}
 
 
 def read_rows(path: str) -> list[dict]:

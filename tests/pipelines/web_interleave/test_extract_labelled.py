@@ -209,3 +209,13 @@ def test_contributor_and_donation_footer_is_trimmed(shared_data):
     assert not any("Contributor(s)" in t or "Monero" in t for t in texts), texts[-3:]
     assert texts[-1].startswith("Serve the seafood version") and doc.trimmed_blocks >= 3
     assert [e["reason"] for e in doc.image_log if e["src"].endswith("xmr.svg")] == ["ui_url"]
+
+
+def test_images_extraction_does_not_keep_reach_the_image_log():
+    rec = _read(DATA / "pages" / "layout_lazy_gallery.html", WebConfig.tiny())
+    log = rec.get("images") or list(rec["doc"].image_log)  # filtered (too few images) or kept: every image listed
+    extract = sorted((e["src"].rsplit("/", 1)[1], e["reason"]) for e in log if e["stage"] == "extract")
+    assert extract == [("fertiliser-banner.jpg", "outside_main"), ("fig-roots.jpg", "duplicate_url"),
+                       ("fig-roots.jpg", "hidden"), ("monstera-thumb.jpg", "boilerplate"),
+                       ("pixel.gif?id=42", "tracking_pixel")]
+    assert all(e["pos"] is None for e in log if e["stage"] == "extract")
