@@ -195,10 +195,11 @@ def pack_sample(sample, tok: BagelTokenizer, cfg, vae, transforms) -> Packed:
         return m
 
     batch = {"sequence_length": cur, "sample_lens": [cur], "split_lens": b["split_lens"], "attn_modes": b["attn_modes"],
-             "packed_text_ids": torch.tensor(b["packed_text_ids"]),
-             "packed_text_indexes": torch.tensor(b["packed_text_indexes"]),
-             "packed_position_ids": torch.tensor(b["packed_position_ids"]),
-             "ce_loss_indexes": mask(b["ce_idx"]), "packed_label_ids": torch.tensor(b["packed_label_ids"])}
+             "packed_text_ids": torch.tensor(b["packed_text_ids"], dtype=torch.long),
+             "packed_text_indexes": torch.tensor(b["packed_text_indexes"], dtype=torch.long),
+             "packed_position_ids": torch.tensor(b["packed_position_ids"], dtype=torch.long),
+             "ce_loss_indexes": mask(b["ce_idx"]),
+             "packed_label_ids": torch.tensor(b["packed_label_ids"], dtype=torch.long)}
     if b["packed_vit_tokens"]:
         batch |= {"packed_vit_tokens": torch.cat(b["packed_vit_tokens"]),
                   "packed_vit_token_indexes": torch.tensor(b["packed_vit_token_indexes"]),

@@ -53,38 +53,108 @@ def load_bagel_bundle(folder: str | Path, device: str | None = None, weights: st
 
 
 def score_sample_bagel(bundle: BagelBundle, sample, timesteps=DEFAULT_TIMESTEPS, seed: int = 0) -> SampleScore:
+    return score_samples_bagel(bundle, [sample], timesteps, seed)[0]
+
+
+def score_samples_bagel(bundle: BagelBundle, samples, timesteps=DEFAULT_TIMESTEPS, seed: int = 0) -> list[SampleScore]:
+    """Scores of several samples, in order, packed together into forwards of at most ``bundle.max_tokens``
+    tokens (each sample still attends only to itself and gets its own seeded noise, so its score is the one it
+    gets alone, up to float rounding)."""
     import torch
 
     from model.bagel_pack import pack_sample
 
-    try:
-        with torch.no_grad():
-            packed = pack_sample(sample, bundle.tok, bundle.cfg, bundle.vae, bundle.transforms)
-    except (OSError, ValueError) as e:  # an image that does not decode
-        return SampleScore(sample.key, sample.kind, None, note=f"does not load: {e}")
-    if packed.n_tokens > bundle.max_tokens:
-        return SampleScore(sample.key, sample.kind, None, n_tokens=packed.n_tokens,
-                           note=f"{packed.n_tokens} tokens, over BAGEL's per-sample budget of {bundle.max_tokens}")
-    batch = _to(packed.batch, bundle.device)
+    out: list = [None] * len(samples)
+    group: list[tuple[int, object]] = []
+    used = 0
+    for j, sample in enumerate(samples):
+        try:
+            with torch.no_grad():
+                packed = pack_sample(sample, bundle.tok, bundle.cfg, bundle.vae, bundle.transforms)
+        except (OSError, ValueError) as e:  # an image that does not decode
+            out[j] = SampleScore(sample.key, sample.kind, None, note=f"does not load: {e}")
+            continue
+        if packed.n_tokens > bundle.max_tokens:
+            out[j] = SampleScore(sample.key, sample.kind, None, n_tokens=packed.n_tokens,
+                                 note=f"{packed.n_tokens} tokens, over BAGEL's per-sample budget of {bundle.max_tokens}")
+            continue
+        if group and used + packed.n_tokens > bundle.max_tokens:
+            _score_group(bundle, samples, group, out, timesteps, seed)
+            group, used = [], 0
+        group.append((j, packed))
+        used += packed.n_tokens
+    if group:
+        _score_group(bundle, samples, group, out, timesteps, seed)
+    return out
+
+
+def _merge(packs: list) -> dict:
+    """One packed batch of several samples (BAGEL's packing of a batch: sequences side by side)."""
+    import torch
+
+    out: dict = {"sequence_length": 0, "sample_lens": [], "split_lens": [], "attn_modes": []}
+    cat: dict = {}
+    shifted = ("packed_text_indexes", "packed_vit_token_indexes", "packed_vae_token_indexes")
+    for p in packs:
+        b, off = p.batch, out["sequence_length"]
+        for k, v in b.items():
+            if k in ("sequence_length", "sample_lens", "split_lens", "attn_modes"):
+                continue
+            if k in ("padded_latent", "patchified_vae_latent_shapes"):
+                cat.setdefault(k, []).extend(v)
+            else:
+                cat.setdefault(k, []).append(v + off if k in shifted else v)
+        out["sequence_length"] += b["sequence_length"]
+        out["sample_lens"] += b["sample_lens"]
+        out["split_lens"] += b["split_lens"]
+        out["attn_modes"] += b["attn_modes"]
+    for k, v in cat.items():
+        out[k] = v if k in ("padded_latent", "patchified_vae_latent_shapes") else torch.cat(v)
+    if "padded_latent" in out:  # the loss masks must cover the whole sequence
+        for k in ("mse_loss_indexes",):
+            out[k] = torch.cat([p.batch.get(k, torch.zeros(p.batch["sequence_length"], dtype=torch.bool))
+                                for p in packs])
+    return out
+
+
+def _score_group(bundle: BagelBundle, samples, group: list, out: list, timesteps, seed: int) -> None:
+    import torch
+
+    packs = [p for _, p in group]
+    batch = _to(_merge(packs), bundle.device)
+    n_lat = [int(p.batch["timesteps"].numel()) if "timesteps" in p.batch else 0 for p in packs]
     noised = batch.get("timesteps")
     ce_tok, mse_sum = None, None
     with torch.no_grad():
         for i, t in enumerate(timesteps):
             if noised is not None:
                 batch["timesteps"] = noised * t
-                g = torch.Generator().manual_seed(_seed(seed, sample.key, i))
-                noise = torch.randn(noised.numel(), bundle.cfg.patch_latent_dim, generator=g)
-                out = bundle.model(batch, noise=noise.to(bundle.device, bundle.dtype))
+                noise = torch.cat([torch.randn(n, bundle.cfg.patch_latent_dim,
+                                               generator=torch.Generator().manual_seed(_seed(seed, samples[j].key, i)))
+                                   for (j, _), n in zip(group, n_lat)])
+                res = bundle.model(batch, noise=noise.to(bundle.device, bundle.dtype))
             else:
-                out = bundle.model(batch)
+                res = bundle.model(batch)
             if ce_tok is None:
-                ce_tok = out["ce"].float().cpu()
-            if out["mse"] is not None:
-                m = out["mse"].float().mean(-1).cpu()
+                ce_tok = res["ce"].float().cpu()
+            if res["mse"] is not None:
+                m = res["mse"].float().mean(-1).cpu()
                 mse_sum = m if mse_sum is None else mse_sum + m
             if noised is None:
                 break
     mse_tok = mse_sum / len(timesteps) if mse_sum is not None else None
+    ce_at = mse_at = 0
+    for j, p in group:
+        n_ce, n_mse = len(p.ce_seg), len(p.mse_seg)
+        out[j] = _sample_score(bundle, samples[j], p, ce_tok[ce_at: ce_at + n_ce],
+                               mse_tok[mse_at: mse_at + n_mse] if mse_tok is not None else None)
+        ce_at, mse_at = ce_at + n_ce, mse_at + n_mse
+
+
+def _sample_score(bundle: BagelBundle, sample, packed, ce_tok, mse_tok) -> SampleScore:
+    """One sample's SampleScore from its per-token CE and MSE (rows in its packed order)."""
+    import torch
+
     segs = []
     ce_seg = torch.tensor(packed.ce_seg, dtype=torch.long)
     loss_of = {i: getattr(s, "loss", True) for i, s in enumerate(sample.segments)}

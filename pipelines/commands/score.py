@@ -2,12 +2,14 @@
 
 ``DIR`` is a ``braid train`` run folder (scored by ``model.score.score_sample``) or a BAGEL checkpoint folder
 (``llm_config.json``, ``vit_config.json``, ``ema.safetensors``, ``ae.safetensors``, ``tokenizer.json``; scored by
-``model.bagel_score.score_sample_bagel`` with BAGEL's own layout and losses). Each sample is scored alone (mean
-CE per text segment, velocity MSE per generation target at fixed timesteps and fixed noise, the combined
-training objective), so a score does not depend on batching or order. Samples are read in batches of
-``--batch-size``; each finished batch is written as one parquet part under ``OUT.parts/``, and at the end the
-parts and any earlier ``OUT`` are merged into ``OUT`` (written by rename). Re-running with the same ``--out`` skips samples already scored;
-the checkpoint, timesteps and seed must match those the earlier rows were made with.
+``model.bagel_score.score_samples_bagel`` with BAGEL's own layout and losses). Each sample is scored as if alone
+(mean CE per text segment, velocity MSE per generation target at fixed timesteps and fixed noise, the combined
+training objective), so a score does not depend on order. Samples are read in batches of ``--batch-size``
+and scored together (a BAGEL checkpoint packs them into shared forwards within its token budget; each sample
+still attends only to itself); each finished batch is written as one parquet part under ``OUT.parts/``, and
+at the end the parts and any earlier ``OUT`` are merged into ``OUT`` (written by rename). Re-running with the
+same ``--out`` skips samples already scored; the checkpoint, timesteps and seed must match those the earlier
+rows were made with.
 
 Every sample gets a row: ``scored`` (score set), ``unscored`` (the model cannot score it: over the
 token budget, nothing to score, an image that does not decode; ``note`` says why) or ``failed`` (the
@@ -141,23 +143,26 @@ def _timesteps(text: str) -> tuple[float, ...]:
 
 
 def load_checkpoint(path: str, device: str | None, weights: str = "auto"):
-    """(bundle, score function) for a ``braid train`` run folder or a BAGEL checkpoint folder; ConfigError
-    naming what is wrong."""
+    """(bundle, ``score_many(bundle, samples, timesteps, seed) -> [SampleScore]``) for a ``braid train`` run folder
+    or a BAGEL checkpoint folder; ConfigError naming what is wrong."""
     from model.bagel_load import is_bagel_folder
     from schemas.config import ConfigError
 
     if is_bagel_folder(path):
-        from model.bagel_score import load_bagel_bundle, score_sample_bagel
+        from model.bagel_score import load_bagel_bundle, score_samples_bagel
 
         try:
-            return load_bagel_bundle(path, device, weights), score_sample_bagel
+            return load_bagel_bundle(path, device, weights), score_samples_bagel
         except ValueError as e:
             raise ConfigError(f"--checkpoint: {e}") from None
     from model.run_folder import InferError, load_run
     from model.score import score_sample
 
+    def score_many(bundle, samples, timesteps, seed):
+        return [score_sample(bundle, s, timesteps, seed) for s in samples]
+
     try:
-        return load_run(path, device, weights=weights), score_sample
+        return load_run(path, device, weights=weights), score_many
     except InferError as e:
         raise ConfigError(f"--checkpoint: {e}") from None
 
@@ -174,7 +179,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"no such shard: {missing[0]}" if missing else "no .tar shards found in the given directories")
     out = Path(args.out)
     parts = out.with_name(out.name + ".parts")
-    bundle, score_sample = load_checkpoint(args.checkpoint, args.device, args.weights)
+    bundle, score_many = load_checkpoint(args.checkpoint, args.device, args.weights)
     meta = {"checkpoint": str(Path(args.checkpoint).resolve()), "weights": bundle.weights, "timesteps": list(ts),
             "seed": args.seed}
     earlier = _earlier(out, parts, meta)
@@ -182,14 +187,17 @@ def run(args: argparse.Namespace) -> int:
     parts.mkdir(parents=True, exist_ok=True)
     n_part = len(list(parts.glob("part-*.parquet")))
     t0, n_new, n_skipped = time.time(), 0, 0
-    batch: list[dict] = []
+    batch: list = []  # rows, or (shard, sample) still to score, in input order
 
     def flush():
         nonlocal n_part, batch
-        if batch:
-            _write_table(parts / f"part-{n_part:05d}.parquet", batch, meta)
+        todo = [b for b in batch if isinstance(b, tuple)]
+        scores = iter(score_many(bundle, [s for _, s in todo], ts, args.seed))
+        rows = [b if isinstance(b, dict) else score_row(b[0], b[1], next(scores)) for b in batch]
+        if rows:
+            _write_table(parts / f"part-{n_part:05d}.parquet", rows, meta)
             n_part += 1
-            batch = []
+        batch = []
 
     for p in paths:
         shard = str(p.resolve())
@@ -203,7 +211,7 @@ def run(args: argparse.Namespace) -> int:
                 except SampleError as e:
                     batch.append(failed_row(shard, key, str(e)))
                 else:
-                    batch.append(score_row(shard, sample, score_sample(bundle, sample, ts, args.seed)))
+                    batch.append((shard, sample))
                 n_new += 1
                 if len(batch) >= args.batch_size:
                     flush()

@@ -319,6 +319,12 @@ def test_braid_score_with_a_bagel_checkpoint(reference, tmp_path, capsys):
                      "--device", "cpu", "--timesteps", "0.5"]) == 0
         rows.append(pq.read_table(out).to_pylist())
     assert rows[0] == rows[1]
+    one = pq.read_table(tmp_path / "a.parquet").to_pylist()
+    assert main(["score", str(tmp_path / "shards"), "--checkpoint", str(folder), "--out", str(tmp_path / "one.parquet"),
+                 "--device", "cpu", "--timesteps", "0.5", "--batch-size", "1"]) == 0
+    for r1, rb in zip(pq.read_table(tmp_path / "one.parquet").to_pylist(), one):  # alone = packed with others
+        assert r1["key"] == rb["key"] and r1["score"] == pytest.approx(rb["score"], rel=1e-5)
+        assert r1["text_ce"] == pytest.approx(rb["text_ce"], rel=1e-5)
     for r in rows[0]:
         assert r["status"] == "scored", r["note"]
         assert len(r["text_ce"]) == 2 and len(r["image_mse"]) == 2 and r["score"] > 0
