@@ -62,6 +62,7 @@ class RunQuality:
         self.units = 0  # final leaf records in the manifests
         self.images_seen = 0  # images of written documents that filter images one by one, kept and dropped
         self.manifests = 0
+        self.image_drops: dict = {}  # (sample key, src, position) -> (stage, reason, scores), counted once
 
     def add(self, sample) -> None:
         from captioners.prompts import PROMPTS
@@ -87,11 +88,19 @@ class RunQuality:
         if isinstance(quality, dict):
             self._add_scores(quality, "kept")
         for e in log if isinstance(log, list) else []:
-            if isinstance(e, dict):
-                self.images_seen += 1
-                self.drops[("image", str(e.get("stage", "?")), str(e.get("reason")))] += 1
-                if isinstance(e.get("scores"), dict):
-                    self._add_scores(e["scores"], "dropped")
+            self._add_image_drop(sample.key, e)
+
+    def _add_image_drop(self, owner: str, e) -> None:
+        if not isinstance(e, dict) or not e.get("reason"):
+            return
+        key = (owner, str(e.get("src", "")), e.get("pos"))
+        if key in self.image_drops:
+            return
+        self.image_drops[key] = True
+        self.images_seen += 1
+        self.drops[("image", str(e.get("stage", "?")), str(e.get("reason")))] += 1
+        if isinstance(e.get("scores"), dict):
+            self._add_scores(e["scores"], "dropped")
 
     def _add_scores(self, scores: dict, outcome: str) -> None:
         for k, v in scores.items():
@@ -120,6 +129,9 @@ class RunQuality:
                 self.drops[("unit", str(rec.get("stage", "?")), str(rec.get("reason")))] += 1
                 if isinstance(rec.get("scores"), dict):
                     self._add_scores(rec["scores"], "dropped")
+            if isinstance(rec.get("images"), list):  # images of a web document not in its sample
+                for e in rec["images"]:
+                    self._add_image_drop(rec.get("key") or rec["id"], e)
         self._add_config(run / "runs.jsonl")
 
     def _add_config(self, path: Path) -> None:

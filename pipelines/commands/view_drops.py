@@ -5,9 +5,9 @@ Where it comes from (nothing here re-runs a filter):
 
 - clip- and document-level drops: the run's manifest, final ``filtered`` / ``failed`` records (stage, reason or
   error kind, scores, detail or message, uri);
-- image-level drops: ``meta.image_log`` of written web samples (source, stage, reason, scores per dropped image),
-  and for documents that were filtered as a whole, the manifest record's ``image_log`` when it has one, else the
-  ``src: reason`` pairs of its ``detail``.
+- image-level drops: the ``images`` list of web documents' manifest records, written or filtered (source, stage,
+  reason, scores per image not in the sample); for runs that predate it, ``meta.image_log`` of written samples
+  and the ``src: reason`` pairs of a filtered document's ``detail``. Each image counts once.
 
 Thumbnails: an entry's ``thumb`` (or a record's ``thumbs``), a path relative to the run folder, is shown when the
 file exists; else an image whose source is a local file (``file://`` or a path) is thumbnailed from that file.
@@ -64,6 +64,7 @@ def collect_drops(run_dirs: list[Path], written_logs: list[tuple[str, str, list]
     """
     rng = random.Random(seed)
     groups: dict = {}
+    seen: set = set()  # (sample key or unit id, src, position) of image drops already counted
     manifests = 0
     for run in run_dirs:
         if not (run / "manifest").is_dir():
@@ -71,10 +72,7 @@ def collect_drops(run_dirs: list[Path], written_logs: list[tuple[str, str, list]
         manifests += 1
         latest: dict[str, dict] = {}
         for rec in iter_records(run):
-            if rec["status"] in ("filtered", "failed"):
-                latest[rec["id"]] = rec
-            else:
-                latest.pop(rec["id"], None)
+            latest[rec["id"]] = rec
         for rec in latest.values():
             uri = rec.get("uri") or rec.get("input") or rec["id"]
             if rec["status"] == "failed":
@@ -83,19 +81,26 @@ def collect_drops(run_dirs: list[Path], written_logs: list[tuple[str, str, list]
                 _reservoir_add(_bucket(groups, "failed", rec.get("stage", "?"), str(rec.get("error_kind"))), item, n, rng)
                 continue
             scores = rec.get("scores") if isinstance(rec.get("scores"), dict) else {}
-            item = {"id": rec["id"], "uri": uri, "scores": {k: v for k, v in scores.items() if k != "image_log"},
-                    "detail": rec.get("detail", ""), "thumbs": rec.get("thumbs") or [], "run": str(run)}
-            if rec.get("span"):
-                item["span"] = rec["span"]
-            _reservoir_add(_bucket(groups, "unit", rec.get("stage", "?"), str(rec.get("reason"))), item, n, rng)
-            log = rec.get("image_log") or scores.get("image_log")
-            entries = log if isinstance(log, list) else _detail_pairs(rec.get("detail") or "")
-            for e in entries:
+            if rec["status"] == "filtered":
+                item = {"id": rec["id"], "uri": uri, "scores": {k: v for k, v in scores.items() if k != "image_log"},
+                        "detail": rec.get("detail", ""), "thumbs": rec.get("thumbs") or [], "run": str(run)}
+                if rec.get("span"):
+                    item["span"] = rec["span"]
+                _reservoir_add(_bucket(groups, "unit", rec.get("stage", "?"), str(rec.get("reason"))), item, n, rng)
+            elif rec["status"] != "written":
+                continue
+            # image-level drops: the record's whole list (``images``), else older runs' image_log or detail pairs
+            log = rec.get("images") or rec.get("image_log") or scores.get("image_log")
+            if not isinstance(log, list):
+                log = _detail_pairs(rec.get("detail") or "") if rec["status"] == "filtered" else []
+            owner = rec.get("key") or rec["id"]
+            for e in log:
                 if isinstance(e, dict) and e.get("reason"):
-                    _add_image(groups, e, rec["id"], uri, run, n, rng)
+                    seen.add((owner, str(e.get("src", "")), e.get("pos")))
+                    _add_image(groups, e, owner, uri, run, n, rng)
     for key, uri, log in written_logs:
         for e in log:
-            if e.get("reason"):
+            if e.get("reason") and (key, str(e.get("src", "")), e.get("pos")) not in seen:
                 _add_image(groups, e, key, uri, None, n, rng)
     out = sorted(groups.values(), key=lambda g: ({"image": 0, "unit": 1, "failed": 2}[g["level"]], -g["count"]))
     return {"groups": out, "manifests": manifests}

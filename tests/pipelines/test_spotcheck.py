@@ -161,8 +161,8 @@ def _quality_run(out: Path) -> None:
             w.write(s)
     recs = [{"id": f"c{j}", "input": "vid", "status": "filtered", "stage": "quality", "reason": "static",
              "scores": {"motion": 0.001 * j, "duration_s": 3.0}} for j in range(3)]
-    recs += [{"id": s.key, "input": s.key, "status": "written", "shard": "shard-r00-000000.tar", "key": s.key}
-             for s in samples]
+    recs += [{"id": s.key, "input": s.key, "status": "written", "shard": "shard-r00-000000.tar", "key": s.key,
+              **({"images": s.meta["image_log"]} if s.kind == "web" else {})} for s in samples]  # counted once
     (out / "manifest").mkdir()
     (out / "manifest" / "shard-r00.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
     (out / "runs.jsonl").write_text(json.dumps({"attempt": 0, "config": {"quality": {"min_motion": 0.02,

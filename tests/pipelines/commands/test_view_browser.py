@@ -76,11 +76,17 @@ def view(tmp_path_factory):
     recs = [{"id": f"clip-{j}", "input": f"vid-{j}", "uri": f"/videos/dropped{j}.mp4", "status": "filtered",
              "stage": "quality", "reason": "static", "scores": {"motion": 0.001 * j, "min_motion": 0.02}}
             for j in range(30)]
+    blurry = {"src": small_png.as_uri(), "pos": 2, "stage": "images", "reason": "blurry",
+              "scores": {"clarity": 3.0, "min_clarity": 50.0}}
     recs += [{"id": "doc-9", "input": "doc-9", "uri": "https://pages.example/nine.html", "status": "filtered",
               "stage": "images", "reason": "too_few_images", "scores": {"images": 0, "dropped": {"blurry": 1}},
-              "detail": f"{small_png.as_uri()}: blurry"},
+              "detail": f"{small_png.as_uri()[:60]}: blurry", "images": [blurry]},
              {"id": "page-1", "input": "page-1", "uri": "https://down.example/", "status": "failed", "stage": "read",
               "error_kind": "timeout", "message": "no answer in 30 s", "retryable": True}]
+    for i in (1, 4):  # the manifest lists a written document's dropped images too: each counts once
+        recs.append({"id": f"w{i}", "input": f"w{i}", "status": "written", "shard": "shard-r00-000000.tar",
+                     "key": f"k-{i:05d}", "images": [{"src": small_png.as_uri(), "pos": 1, "stage": "fetch",
+                                                      "reason": "too_small", "scores": {"width": 12}}]})
     (run / "manifest").mkdir()
     (run / "manifest" / "shard-r00.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
     out = tmp_path_factory.mktemp("view") / "v"
@@ -184,7 +190,9 @@ def test_dropped_data_with_scores_and_thumbnails(view, browser):
                           "g.querySelectorAll('.ex').length, g.querySelector('h3').textContent.replace(/\\s+/g, ' ')])")
     by = {(lvl, r): (n, head) for lvl, r, n, head in groups}
     assert by[("image", "too_small")][0] == 8 and "1,667 in all" in by[("image", "too_small")][1]
-    assert by[("image", "blurry")][0] == 1  # from the filtered document's detail
+    assert by[("image", "blurry")][0] == 1  # from the filtered document's record (its whole list of images)
+    assert "clarity=3 · min_clarity=50" in browser.eval(
+        "document.querySelector('.drop-group[data-reason=blurry]').innerText")
     assert by[("unit", "static")][0] == 8 and "30 in all" in by[("unit", "static")][1]
     assert by[("failed", "timeout")][0] == 1
     text = browser.eval("document.querySelector('.drop-group[data-reason=static]').innerText")
