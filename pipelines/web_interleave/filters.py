@@ -26,13 +26,18 @@ def count_tokens(text: str) -> int:
     return len(TOKEN_RE.findall(text))
 
 
+ALT_UI_MAX_WORDS = 4  # a UI element's alt text names it ("XMR Logo"); a longer one describes a picture
+
+
 def url_rule(src: str, patterns: tuple[str, ...], alt: str = "") -> tuple[str | None, dict]:
-    """UI elements: a pattern anywhere in the URL (BAGEL's rule), or as a word of the alt text ("XMR Logo")."""
+    """UI elements: a pattern anywhere in the URL (BAGEL's rule), or as a word of a short alt text ("XMR Logo";
+    "Screenshot of the New repository button on GitHub" describes a content image and is kept)."""
     low = "" if src.startswith("data:") else src.lower()  # data: URIs carry no name worth matching
+    short_alt = alt if len(alt.split()) <= ALT_UI_MAX_WORDS else ""
     for p in patterns:
         if p and p.lower() in low:
             return "ui_url", {"url_pattern": p}
-        if p and alt and re.search(rf"\b{re.escape(p.lower())}s?\b", alt.lower()):
+        if p and short_alt and re.search(rf"\b{re.escape(p.lower())}s?\b", short_alt.lower()):
             return "ui_url", {"alt_pattern": p}
     return None, {}
 

@@ -117,6 +117,9 @@ def test_image_rules_and_duplicates(tmp_path):
     assert F.url_rule("https://x/static/icons/a.png", fc.url_patterns)[0] == "ui_url"
     assert F.url_rule("https://x/a.png", fc.url_patterns, alt="XMR Logo")[0] == "ui_url"
     assert F.url_rule("https://x/photos/cake.jpg", fc.url_patterns, alt="a cake")[0] is None
+    # a long alt text describes a content image even when it names a UI element (a screenshot of a button)
+    assert F.url_rule("https://x/fig/new-repo.png", fc.url_patterns,
+                      alt="Screenshot of the New repository button on GitHub")[0] is None
     assert F.size_rule(149, 300, fc)[0] == "image_size" and F.size_rule(640, 200, fc)[0] == "aspect_ratio"
     assert F.size_rule(400, 300, fc)[0] is None
     sharp = drawing(1)
