@@ -92,7 +92,7 @@ def main(argv: list[str]) -> int:
 
     all_shards = shards(root / "video") + shards(root / "web") + shards(root / "reason")
     step("validate", all_shards)
-    step("view", [*all_shards, "--out", str(root / "view.html"), "--n", "12", "--seed", "0"])
+    step("view", [str(root / "video"), str(root / "web"), str(root / "reason"), "--out", str(root / "view")])
     train_shards = shards(root / "video") + shards(root / "web")
     step("train", [*train_shards, "--out", str(root / "run"), "--config", "tiny", "--steps", "40"])
     step("spotcheck", [*all_shards, "--checkpoint", str(root / "run"), "--n", "8",
@@ -106,7 +106,7 @@ def main(argv: list[str]) -> int:
         for kind, k in s.get("kinds", {}).items():  # reason: every input of each generator accounted for
             print(f"  {kind:7s} records={k['records']} written={k['written']} filtered={k['filtered']} "
                   f"failed={k['failed']} by_reason={k['by_reason']} by_error_kind={k['by_error_kind']}")
-    print(f"\nview page:        {root / 'view.html'}")
+    print(f"\nviewer:           {root / 'view' / 'index.html'}")
     print(f"loss curve:       {root / 'run' / 'loss.png'}")
     print(f"spot-check:       {root / 'spotcheck.html'}")
     print(BANNER)

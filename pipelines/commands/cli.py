@@ -17,7 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "validate": ("pipelines.commands.validate", "check shards: schema, member layout, images decode"),
     "stats": ("pipelines.commands.stats", "print a run's summary"),
     "status": ("pipelines.commands.status", "what is done, pending and failed, from the manifest alone"),
-    "view": ("pipelines.commands.view", "render random samples as a self-contained HTML page"),
+    "view": ("pipelines.commands.view", "a paged viewer of samples and dropped data (a static folder: open index.html)"),
     "export": ("pipelines.commands.export", "export shards to BAGEL, Hugging Face or OmniCorpus formats"),
     "push": ("pipelines.commands.export", "upload an exported Hugging Face dataset"),
     "make-tiny-vlm": ("captioners.tiny", "build a tiny random-weight VLM for tests and smoke runs"),
