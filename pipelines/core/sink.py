@@ -13,10 +13,12 @@ from pathlib import Path
 
 from pipelines.core.redact import redact, redact_url
 from pipelines.core.retry import is_retryable
+from pipelines.core.thumbs import DROPPED_DIR, THUMB, THUMBS
 from schemas import ManifestWriter, SampleError, ShardWriter
 
 MANIFEST_FIELDS = ("id", "uri", "input", "status", "stage", "reason", "scores", "error_kind", "message",
-                   "retryable", "children", "shard", "key", "detail", "images")
+                   "retryable", "children", "shard", "key", "detail", "images", "span", "thumbs")
+THUMBS_PER_REASON = 20  # thumbnails of dropped data kept per reason by one writer
 
 
 def manifest_record(rec: dict) -> dict:
@@ -52,6 +54,8 @@ class RunSink:
                  max_count: int = 1000, max_bytes: int = 1 << 30, uris: dict[str, str] | None = None):
         self.out_dir = Path(out_dir)
         self.uris = uris or {}  # input id -> uri, for records a stage rebuilt without it
+        self.prefix = prefix
+        self.thumbs_kept: dict[str, int] = {}
         self.skip = set(skip_ids)
         self.manifest = ManifestWriter(self.out_dir / "manifest" / f"{prefix}.jsonl")
         self.writer = ShardWriter(self.out_dir, prefix, max_count, max_bytes, before_stats=self._shard_done)
@@ -68,6 +72,7 @@ class RunSink:
             self.skip.add(rec["id"])
             if not rec.get("uri") and rec.get("input") in self.uris:
                 rec = {**rec, "uri": self.uris[rec["input"]]}
+            rec = self._keep_thumbs(rec)
             if rec["status"] != "ok":
                 now.append(manifest_record(rec))
                 self.counts[rec["status"]] += 1
@@ -92,6 +97,41 @@ class RunSink:
                     continue
             self.counts["failed"] += 1
         self.manifest.append(now)
+
+    def _save_thumb(self, reason: str, name: str, data: bytes) -> str | None:
+        if not data or self.thumbs_kept.get(reason, 0) >= THUMBS_PER_REASON:
+            return None
+        self.thumbs_kept[reason] = self.thumbs_kept.get(reason, 0) + 1
+        rel = f"{DROPPED_DIR}/{name}.jpg"
+        path = self.out_dir / rel
+        path.parent.mkdir(exist_ok=True)
+        tmp = path.with_suffix(f".{self.prefix}.tmp")
+        tmp.write_bytes(data)
+        tmp.replace(path)
+        return rel
+
+    def _keep_thumbs(self, rec: dict) -> dict:
+        """Thumbnail bytes on a dropped clip or on a document's image entries become files and paths."""
+        if THUMBS not in rec and not any(THUMB in e for e in rec.get("images") or () if isinstance(e, dict)):
+            return rec
+        rec = dict(rec)
+        if rec["status"] == "filtered":
+            paths = [self._save_thumb(rec.get("reason", "?"), f"{rec['id']}-{k}", t)
+                     for k, t in enumerate(rec.get(THUMBS) or ())]
+            if any(paths):
+                rec["thumbs"] = [p for p in paths if p]
+        rec.pop(THUMBS, None)
+        images = []
+        for e in rec.get("images") or ():
+            if isinstance(e, dict) and THUMB in e:
+                e = dict(e)
+                path = self._save_thumb(e.get("reason", "?"), f"{rec['id']}-img{e.get('pos')}", e.pop(THUMB))
+                if path:
+                    e["thumb"] = path
+            images.append(e)
+        if images:
+            rec["images"] = images
+        return rec
 
     def _shard_done(self, shard: Path, keys: list[str]) -> None:
         recs = self.pending.pop(shard.name, [])

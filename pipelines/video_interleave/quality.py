@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from pipelines.core.stage import drop
+from pipelines.core.thumbs import THUMBS, frame_thumbs
 from pipelines.video_interleave.config import QualityConfig
 from pipelines.video_interleave.shots import grey
 
@@ -80,5 +81,10 @@ def filter_clips(batch: list[dict], cfg: QualityConfig) -> list[dict]:
     for rec in batch:
         s = score_clip(rec)
         bad = _reason(s, cfg)
-        out.append(drop(rec, STAGE, bad[0], s, bad[1]) if bad else {**rec, "quality": s})
+        if bad:  # with a few frames and its time span, so a person can see what the threshold threw away
+            c = rec["clip"]
+            out.append({**drop(rec, STAGE, bad[0], s, bad[1]), THUMBS: frame_thumbs(rec["cands"]),
+                        "span": [c.get("start_s"), c.get("end_s")]})
+        else:
+            out.append({**rec, "quality": s})
     return out

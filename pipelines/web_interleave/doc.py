@@ -13,6 +13,7 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 
 from pipelines.core.stage import drop
+from pipelines.core.thumbs import THUMB, jpeg_thumb
 from pipelines.web_interleave import filters as F
 
 
@@ -98,8 +99,16 @@ def from_items(raw: dict) -> WebDoc:
                   local_root=raw.get("local_root"), extract=raw.get("extract"), image_log=seen)
 
 
-def log_entry(img: WebImage, stage: str, reason: str, scores: dict | None = None, fetch: dict | None = None) -> dict:
+def log_entry(img: WebImage, stage: str, reason: str, scores: dict | None = None, fetch: dict | None = None,
+              data: bytes | None = None) -> dict:
+    """How one image left the document; with its bytes (``img.data`` or ``data``) it carries a thumbnail that
+    the sink keeps under ``OUT/dropped/`` for the viewer."""
     entry = {"src": img.src[:2000], "pos": img.pos, "stage": stage, "reason": reason}
+    pixels = data or getattr(img, "data", None)
+    if pixels:
+        thumb = jpeg_thumb(pixels)
+        if thumb:
+            entry[THUMB] = thumb
     if scores:
         entry["scores"] = scores
     if fetch:

@@ -26,7 +26,7 @@ def fetch_images(batch: list[dict], cfg, fetcher) -> list[dict]:
                 continue
             reason, scores = F.size_rule(res.width, res.height, cfg.filters)
             if reason:
-                dropped[k].append(log_entry(img, STAGE, reason, scores, fetch=res.record()))
+                dropped[k].append(log_entry(img, STAGE, reason, scores, fetch=res.record(), data=res.data))
                 continue
             kept[k][img.pos] = replace(img, data=res.data, ext=res.ext, width=res.width, height=res.height,
                                        fetch=res.record(), scores=scores)
