@@ -24,7 +24,13 @@ def _layout() -> list[str]:
 def test_the_documented_output_layout_is_what_a_run_writes(tmp_path):
     from pipelines.web_interleave.synth import make_example_pages
 
+    from PIL import Image
+
     pages = make_example_pages(tmp_path / "pages", n_pages=2)
+    # one image too small for the size rule: its thumbnail goes to dropped/
+    Image.new("RGB", (40, 40), (200, 0, 200)).save(pages[0].parent / "img" / "tiny.png")
+    html = pages[0].read_text()
+    pages[0].write_text(html.replace("</figure>", '</figure><p>A small icon.</p><img src="img/tiny.png" alt="dot">', 1))
     out = tmp_path / "out"
     code, _, err = braid("web", *map(str, pages), "--out", str(out), "--preset", "tiny", "--executor", "local",
                          "--set", "filters.min_relevance=null")

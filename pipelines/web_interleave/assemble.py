@@ -12,6 +12,7 @@ from collections import Counter
 from dataclasses import replace
 
 from pipelines.core.stage import fail
+from pipelines.core.thumbs import THUMB
 from pipelines.web_interleave.doc import TextBlock, WebDoc, count_check, log_entry, revise, with_doc
 from pipelines.web_interleave.relevance import relevance
 from schemas import CaptionerInfo, ImageSegment, Sample, SampleError, Source, TextSegment, make_key, validate
@@ -106,7 +107,7 @@ def build_sample(rec: dict, doc: WebDoc, cfg) -> Sample:
         "topic": doc.topic,
         "images_kept": len(doc.images),
         "images_dropped": dict(Counter(e["reason"] for e in doc.image_log)),
-        "image_log": list(doc.image_log),
+        "image_log": [{k: v for k, v in e.items() if k != THUMB} for e in doc.image_log],
         "trimmed_blocks": doc.trimmed_blocks,
     }
     if doc.extract:
