@@ -16,7 +16,8 @@ $(VENV)/.base: pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	# the CPU build of torch first (a bare torch from PyPI is a multi-GB CUDA build): a local wheel if pip
 	# is configured with one, else PyTorch's CPU index
-	$(PIP) install --no-index torch==2.13.0 || $(PIP) install --index-url $(TORCH_INDEX) torch==2.13.0
+	$(PIP) install --no-index --no-deps torch==2.13.0 && $(PIP) install torch==2.13.0 \
+		|| $(PIP) install --index-url $(TORCH_INDEX) torch==2.13.0
 	$(PIP) install -c constraints.txt -e .
 	# rapidocr pulls the GUI build of OpenCV; keep only the headless one
 	$(PIP) uninstall -y opencv-python
