@@ -30,8 +30,9 @@ def _reference_python() -> Path:
     if not (py.exists() and stamp.exists() and stamp.read_text() == "\n".join(PINS)):
         subprocess.run([sys.executable, "-m", "venv", "--clear", str(VENV)], check=True, timeout=300)
         pip = [str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
-        # the CPU build of torch, as the Makefile installs it: a local wheel, else PyTorch's CPU index
-        if subprocess.run([*pip, "--no-index", PINS[0]], check=False, timeout=1200).returncode:
+        # the CPU build of torch, as the Makefile installs it: a local wheel (its dependencies come with the pins
+        # below), else PyTorch's CPU index
+        if subprocess.run([*pip, "--no-index", "--no-deps", PINS[0]], check=False, timeout=1200).returncode:
             subprocess.run([*pip, "--index-url", "https://download.pytorch.org/whl/cpu", PINS[0]], check=True,
                            timeout=1200)
         subprocess.run([*pip, *PINS], check=True, timeout=1200)
