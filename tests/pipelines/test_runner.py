@@ -334,3 +334,18 @@ def test_samples_keep_no_credentials_from_signed_urls():
     for secret in ("AKIAEXAMPLE", "deadbeef99", "hunter22", "tok123"):
         assert secret not in text
     assert clean.source.uri.startswith("https://bucket.s3.amazonaws.com/v.mp4?") and "part=2" in clean.source.uri
+
+
+def test_a_prompt_file_is_loaded_before_any_work_and_a_bad_one_stops_it(tmp_path):
+    d = _inputs(tmp_path, 1)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("- id: my_caption\n  version: 1\n  text: 'Say {what}'\n")  # no token budget
+    code, _, err = braid(NAME, str(d), "--out", str(tmp_path / "o"), "--set", f"caption.prompts_file={bad}")
+    assert code == 2 and "prompts_file" in err and "Traceback" not in err and not (tmp_path / "o").exists()
+    good = tmp_path / "good.yaml"
+    good.write_text("- id: my_caption\n  version: 2\n  text: 'Describe the change in {n} words'\n  max_tokens: 20\n")
+    code, _, err = braid(NAME, str(d), "--out", str(tmp_path / "o"), "--set", f"caption.prompts_file={good}")
+    assert code == 0, err
+    from captioners.prompts import get_prompt
+
+    assert get_prompt("my_caption@v2").max_tokens == 20
