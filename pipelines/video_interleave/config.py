@@ -73,8 +73,6 @@ class ShotConfig:
     least ``min_score`` and ``ratio`` times the mean score of its neighbours within ``window_s``
     (so steady motion, which raises every score alike, is not a cut), or at least ``hard_score``.
     min_shot_s: cuts closer than this to the previous cut are ignored (flashes).
-    min_lasting_change: a cut must change the picture for good: the mean grey frames of half a window before
-      and after it differ by at least this (0..1); flicker, titles fading in and fades stay one shot.
     max_clip_s: longer shots are split into equal clips no longer than this.
     merge_similar / merge_distance: join adjacent shots whose colour histograms differ less than this.
     """
@@ -84,7 +82,6 @@ class ShotConfig:
     hard_score: float = 0.45
     window_s: float = 1.0
     min_shot_s: float = 0.3
-    min_lasting_change: float = 0.045
     max_clip_s: float = 10.0
     merge_similar: bool = False
     merge_distance: float = 0.15

@@ -74,16 +74,6 @@ def detect_cuts(scores: np.ndarray, steps_per_s: float, cfg: ShotConfig) -> list
     return cuts
 
 
-def lasting_change(g: np.ndarray, i: int, win: int) -> float:
-    """How much the picture differs, pixel by pixel, between the ``win`` analysed frames before position ``i`` and
-    the ``win`` frames from it on (mean grey frames, 0..1). A cut changes the picture for good; a flash, film
-    flicker, a title fading in over the same shot or the last frames of a fade change it little on average."""
-    before, after = g[max(0, i - win) : i], g[i : i + win]
-    if len(before) == 0 or len(after) == 0:
-        return 1.0
-    return float(np.abs(before.mean(0) - after.mean(0)).mean() / 255.0)
-
-
 def _merge_similar(shots: list[tuple[int, int]], hists: np.ndarray, cfg: ShotConfig) -> list[tuple[int, int]]:
     merged = [shots[0]]
     for a, b in shots[1:]:
@@ -131,9 +121,6 @@ def split_shots(batch: list[dict], cfg: ShotConfig) -> list[dict]:
         steps_per_s = fps / (max(1.0, float(np.median(np.diff(tidx)))) if len(tidx) > 1 else 1.0)
         scores = change_scores(thumbs)
         cuts = detect_cuts(scores, steps_per_s, cfg)
-        if cfg.min_lasting_change > 0 and cuts:
-            g, win = grey(thumbs), max(2, round(cfg.window_s * steps_per_s / 2))
-            cuts = [i for i in cuts if lasting_change(g, i, win) >= cfg.min_lasting_change]
         bounds = [0, *cuts, len(tidx)]
         shots = [(bounds[k], bounds[k + 1]) for k in range(len(bounds) - 1)]
         if cfg.merge_similar and len(shots) > 1:
