@@ -14,3 +14,16 @@ def braid(*args: str) -> tuple[int, str, str]:
     with redirect_stdout(out), redirect_stderr(err):
         code = main(list(args))
     return code, out.getvalue(), err.getvalue()
+
+
+def shard_members(out) -> dict[str, bytes]:
+    """Every member of every shard in a run folder, by name: two runs wrote the same samples when these are equal."""
+    import tarfile
+    from pathlib import Path
+
+    got = {}
+    for tar in sorted(Path(out).glob("*.tar")):
+        with tarfile.open(tar) as t:
+            for m in t.getmembers():
+                got[m.name] = t.extractfile(m).read()
+    return got

@@ -4,13 +4,12 @@ run retries them, and the output ends with the same samples, byte for byte, as a
 from __future__ import annotations
 
 import json
-import tarfile
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from braid_cli import braid
+from braid_cli import braid, shard_members
 from loopback import QuietReplies
 
 
@@ -57,15 +56,6 @@ def flaky():
     srv.close()
 
 
-def _samples(out: Path) -> dict[str, bytes]:
-    got = {}
-    for p in sorted(out.glob("*.tar")):
-        with tarfile.open(p) as t:
-            for m in t.getmembers():
-                got[m.name] = t.extractfile(m).read()
-    return got
-
-
 def _inputs(name: str, root: Path) -> list[str]:
     if name == "video":
         from pipelines.video_interleave.synth import Scene, write_scenes
@@ -90,7 +80,7 @@ def test_503_then_recovery_retries_to_the_bytes_of_a_clean_run(name, flaky, tmp_
     failed = [json.loads(x) for p in (out / "manifest").glob("*.jsonl") for x in p.read_text().splitlines()
               if '"failed"' in x]
     assert failed and all(r["retryable"] and "503" in r["message"] for r in failed)
-    assert not _samples(out)
+    assert not shard_members(out)
 
     flaky.down = False
     code, text, _ = braid(*args, "--out", str(out))
@@ -100,4 +90,4 @@ def test_503_then_recovery_retries_to_the_bytes_of_a_clean_run(name, flaky, tmp_
 
     clean = tmp_path / "clean"
     assert braid(*args, "--out", str(clean))[0] == 0
-    assert _samples(out) == _samples(clean) and _samples(clean)
+    assert shard_members(out) == shard_members(clean) and shard_members(clean)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from braid_cli import braid
+from braid_cli import braid, shard_members
 from samples import make_sample
 
 from captioners.base import CaptionerConfig
@@ -92,17 +92,6 @@ def _inputs(root: Path, n: int, extra: dict | None = None) -> Path:
     return d
 
 
-def _members(out: Path) -> dict[str, bytes]:
-    import tarfile
-
-    got = {}
-    for tar in sorted(out.glob("*.tar")):
-        with tarfile.open(tar) as t:
-            for m in t.getmembers():
-                got[m.name] = t.extractfile(m).read()
-    return got
-
-
 def test_a_registered_pipeline_gets_the_shared_flags_and_runs(tmp_path):
     d = _inputs(tmp_path, 5, {"broken.toy": "bad bytes"})
     code, out, err = braid(NAME, str(d), "--out", str(tmp_path / "o"), "--frames", "3")
@@ -151,7 +140,7 @@ def test_config_show_round_trips_through_config(tmp_path):
     d = _inputs(tmp_path, 2)
     code, _, err = braid(NAME, str(d), "--out", str(tmp_path / "o"), "--config", str(cfg_file))
     assert code == 0, err
-    assert all(not name.endswith(".001.jpg") for name in _members(tmp_path / "o"))  # one image per sample
+    assert all(not name.endswith(".001.jpg") for name in shard_members(tmp_path / "o"))  # one image per sample
 
 
 def test_input_that_matches_nothing_stops_before_work_with_exit_2(tmp_path):
@@ -178,10 +167,10 @@ def test_changed_settings_are_refused_unless_overwrite(tmp_path):
     assert braid(NAME, str(d), "--out", str(out), "--caption-concurrency", "2", "--num-cpus", "1")[0] == 0
     code, _, err = braid(NAME, str(d), "--out", str(out), "--frames", "1")
     assert code == 2 and "step.frames: 2 -> 1" in err and "--overwrite" in err
-    assert any(n.endswith(".001.jpg") for n in _members(out))  # the refused run changed nothing
+    assert any(n.endswith(".001.jpg") for n in shard_members(out))  # the refused run changed nothing
     code, _, err = braid(NAME, str(d), "--out", str(out), "--frames", "1", "--overwrite")
     assert code == 0, err
-    names = _members(out)
+    names = shard_members(out)
     assert names and not any(n.endswith(".001.jpg") for n in names)  # only the new run's samples remain
 
 
@@ -219,7 +208,7 @@ def test_retryable_failures_run_again_and_end_as_a_clean_run(tmp_path):
     assert code == 0 and "5 written, 0 filtered, 0 failed (2 retried" in text
     clean = tmp_path / "clean"
     assert braid(NAME, str(d), "--out", str(clean), "--set", f"step.flaky_file={flag}")[0] == 0
-    assert _members(out) == _members(clean)  # same samples, same bytes
+    assert shard_members(out) == shard_members(clean)  # same samples, same bytes
 
 
 def test_a_second_run_on_the_same_out_is_refused_while_the_first_holds_it(tmp_path):
@@ -255,7 +244,7 @@ def test_two_runs_started_together_write_each_sample_once(tmp_path):
     results = [(p.wait(timeout=120), p.stderr.read()) for p in procs]
     codes = sorted(c for c, _ in results)
     assert codes in ([0, 0], [0, 3]), results  # the second waits out nothing: it is refused, or runs after
-    samples = [n for n in _members(out) if n.endswith(".json")]
+    samples = [n for n in shard_members(out) if n.endswith(".json")]
     assert len(samples) == 24 and len(set(samples)) == 24
 
 
