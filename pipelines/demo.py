@@ -59,7 +59,6 @@ def shards(out: Path) -> list[str]:
 
 def main(argv: list[str]) -> int:
     from captioners.tiny import make_tiny_vlm
-
     from pipelines.video_interleave.synth import demo_set
     from pipelines.web_interleave.synth import make_example_pages
 

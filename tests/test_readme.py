@@ -22,9 +22,9 @@ def _layout() -> list[str]:
 
 
 def test_the_documented_output_layout_is_what_a_run_writes(tmp_path):
-    from pipelines.web_interleave.synth import make_example_pages
-
     from PIL import Image
+
+    from pipelines.web_interleave.synth import make_example_pages
 
     pages = make_example_pages(tmp_path / "pages", n_pages=2)
     # one image too small for the size rule: its thumbnail goes to dropped/

@@ -10,10 +10,10 @@ import sys
 import pytest
 from samples import jpeg_bytes
 
-from schemas.config import ConfigError
 from pipelines.core.executor import RunConfig, plan_cpus, run_pipeline
 from pipelines.core.stage import Stage, drop, new_record, split
 from schemas import ImageSegment, Sample, Source, TextSegment, load_manifest, read_samples
+from schemas.config import ConfigError
 
 # ------------------------------------------------------------------ a small pipeline with every kind of outcome
 # input n: split into n % 4 parts (0 parts: the input is filtered as a whole); part 1 of each input is
