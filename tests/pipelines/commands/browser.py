@@ -76,9 +76,13 @@ class Browser:
     def goto(self, url: str) -> float:
         """Open ``url`` and wait for its first render; the wall-clock seconds it took."""
         t0 = time.perf_counter()
+        # another fragment of the page already open is a same-document navigation: its render count goes on
+        # (a URL without a fragment loads the document again, and the count starts over)
+        same = "#" in url and (self.eval("location.href") or "").split("#")[0] == url.split("#")[0]
+        before = self.renders() if same else 0
         self.call("Page.navigate", url=url)
         deadline = time.monotonic() + 60
-        while self.eval("location.href") != url or self.renders() < 1:
+        while self.eval("location.href") != url or self.renders() < before + 1:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{url} did not render")
             time.sleep(0.02)
