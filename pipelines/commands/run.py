@@ -18,7 +18,6 @@ import typing
 from pathlib import Path
 from types import ModuleType
 
-from pipelines.commands.job_flags import check_captioner
 from pipelines.core.executor import run_pipeline
 from pipelines.core.lock import LockHeld, OutputLock
 from pipelines.core.redact import redact
@@ -118,6 +117,23 @@ def make_config(pipe: ModuleType, config_path: str | None = None, overrides: dic
     cfg = build_config(pipe.CONFIG, config_path, overrides, preset=preset)
     check_config(pipe, cfg)
     return cfg
+
+
+def check_captioner(cap) -> None:
+    """Captioner settings that cannot work, raised before any work. In-process models are not loaded here
+    (they may need a GPU worker), but a local model folder must exist; the HTTP backend is cheap to start,
+    so it is started once to find a missing URL or an unreachable server."""
+    if cap.backend in ("hf", "vllm") and not cap.model:
+        raise ConfigError(f"the {cap.backend} captioner needs a model (--model)")
+    if cap.backend in ("hf", "vllm") and cap.model.startswith(("/", ".", "~")) and not Path(cap.model).expanduser().exists():
+        raise ConfigError(f"model folder {cap.model} does not exist")
+    if cap.backend == "openai":
+        from captioners import CaptionerConfigError, make_captioner
+
+        try:
+            make_captioner(cap).close()
+        except CaptionerConfigError as e:
+            raise ConfigError(str(e)) from None
 
 
 def check_config(pipe: ModuleType, cfg) -> None:
