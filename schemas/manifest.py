@@ -27,6 +27,7 @@ import logging
 import os
 import re
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 from schemas.writer import is_complete
@@ -70,17 +71,16 @@ def _natural(path: Path) -> list:
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", path.name)]
 
 
-def load_manifest(out_dir: str | Path) -> dict[str, dict]:
-    """All final records by id, from the manifest parts in attempt order; later records win.
+def iter_records(out_dir: str | Path) -> Iterator[dict]:
+    """The final-eligible records of every manifest part, in attempt order (a later record of an id wins).
 
     Skipped: a torn last line (killed writer), anything that is not a record, and ``written``
     records whose shard has no stats file (the run died before the shard was complete).
     """
     out = Path(out_dir)
-    records: dict[str, dict] = {}
     complete: dict[str, bool] = {}
     for path in sorted(out.joinpath("manifest").glob("*.jsonl"), key=_natural):
-        for rec in read_part(path):
+        for rec in _iter_part(path):
             if rec["status"] == "written":
                 shard = rec.get("shard")
                 if not isinstance(shard, str) or "/" in shard:
@@ -89,8 +89,12 @@ def load_manifest(out_dir: str | Path) -> dict[str, dict]:
                     complete[shard] = is_complete(out / shard)
                 if not complete[shard]:
                     continue
-            records[rec["id"]] = rec
-    return records
+            yield rec
+
+
+def load_manifest(out_dir: str | Path) -> dict[str, dict]:
+    """All final records by id (``iter_records``; later records win)."""
+    return {rec["id"]: rec for rec in iter_records(out_dir)}
 
 
 def _record(line: bytes) -> dict | None:
@@ -109,19 +113,20 @@ def read_part(path: str | Path) -> list[dict]:
     A last line without its newline that does not parse (the writer was killed mid-line, possibly inside a
     multi-byte character) is dropped with a warning: its unit has no final record, so the run redoes it.
     """
-    path = Path(path)
+    return list(_iter_part(Path(path)))
+
+
+def _iter_part(path: Path) -> Iterator[dict]:
     if not path.exists():
-        return []
-    recs = []
+        return
     with open(path, "rb") as f:
         for line in f:
             rec = _record(line)
             if rec is not None:
-                recs.append(rec)
+                yield rec
             elif not line.endswith(b"\n") and line.strip():
                 log.warning("%s: dropped a torn last line (%d bytes, the run writing it was stopped mid-line); "
                             "its unit runs again", path, len(line))
-    return recs
 
 
 def outcome(unit_id: str, records: dict[str, dict]) -> str | None:

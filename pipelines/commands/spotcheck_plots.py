@@ -113,7 +113,7 @@ class RunQuality:
 
     def add_run(self, run: Path) -> None:
         """A run folder's manifest (final records) and its last configuration (``runs.jsonl``)."""
-        from pipelines.commands.status import iter_records
+        from schemas.manifest import iter_records
 
         if not (run / "manifest").is_dir():
             return

@@ -93,7 +93,7 @@ def format_summary(summary: dict, source: str, out: Path) -> str:
 def records_with_reason(out: Path, reason: str) -> tuple[list[dict], Counter]:
     """The final filtered / failed records whose reason or error kind is ``reason``, in manifest order, and
     how many final records end with each reason (to suggest names when ``reason`` matches none)."""
-    from pipelines.commands.status import iter_records
+    from schemas.manifest import iter_records
 
     latest: dict[str, dict] = {}
     for rec in iter_records(out):

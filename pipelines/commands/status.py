@@ -12,65 +12,12 @@ Exit status: 0, or 1 when OUT holds no run.
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
-import re
 import sys
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
-from schemas.manifest import STATUSES
-from schemas.writer import is_complete
-
-_RANK = {"written": 0, "filtered": 1, "failed": 2}
-
-
-def _natural(path: Path) -> list:
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", path.name)]
-
-
-CHUNK = 20_000  # lines parsed by one json.loads call
-
-
-def _parse_lines(lines: list[str]) -> list:
-    """The lines' JSON values, decoded in one C call; line by line (skipping what does not parse) when one is bad."""
-    try:
-        return json.loads("[" + ",".join(lines) + "]")
-    except ValueError:
-        out = []
-        for line in lines:
-            try:
-                out.append(json.loads(line))
-            except ValueError:
-                continue
-        return out
-
-
-def iter_records(out: str | Path) -> Iterator[dict]:
-    """Every manifest record in attempt order (later ones win), as ``schemas.load_manifest`` reads them:
-    torn lines and non-records skipped, and ``written`` records of shards without a stats file skipped."""
-    out = Path(out)
-    complete: dict[str, bool] = {}
-    for path in sorted(out.joinpath("manifest").glob("*.jsonl"), key=_natural):
-        with open(path, encoding="utf-8", errors="replace") as f:
-            while True:
-                lines = [ln for ln in itertools.islice(f, CHUNK) if ln.strip()]
-                if not lines:
-                    break
-                for rec in _parse_lines(lines):
-                    if not isinstance(rec, dict) or not isinstance(rec.get("id"), str) or \
-                            rec.get("status") not in STATUSES:
-                        continue
-                    if rec["status"] == "written":
-                        shard = rec.get("shard")
-                        if not isinstance(shard, str) or "/" in shard:
-                            continue
-                        if shard not in complete:
-                            complete[shard] = is_complete(out / shard)
-                        if not complete[shard]:
-                            continue
-                    yield rec
+from schemas.manifest import iter_records, outcome
 
 
 def read_inputs(out: Path) -> list[str] | None:
@@ -84,8 +31,8 @@ def read_inputs(out: Path) -> list[str] | None:
 def compute_status(out: str | Path) -> dict:
     """The status of a run as a JSON-ready dict (see module docstring)."""
     out = Path(out)
-    # id -> (status, reason or error kind, retryable, children): the few fields the counts need
-    recs: dict[str, tuple] = {}
+    # id -> the few fields the counts need (``schemas.manifest.outcome`` reads status and children)
+    recs: dict[str, dict] = {}
     ids = read_inputs(out)
     mentioned: set[str] | None = set() if ids is None else None
     n_lines = 0
@@ -93,38 +40,27 @@ def compute_status(out: str | Path) -> dict:
         n_lines += 1
         st = r["status"]
         if st == "failed":
-            recs[r["id"]] = (st, str(r.get("error_kind") or "unknown"), r.get("retryable"), None)
+            recs[r["id"]] = {"status": st, "kind": str(r.get("error_kind") or "unknown"), "retry": r.get("retryable")}
         elif st == "split":
-            recs[r["id"]] = (st, None, None, r.get("children") or [])
+            recs[r["id"]] = {"status": st, "children": r.get("children") or []}
         else:
-            recs[r["id"]] = (st, None, None, None)
+            recs[r["id"]] = {"status": st}
         if mentioned is not None and isinstance(r.get("input"), str):
             mentioned.add(r["input"])
     source = "inputs.json"
     if ids is None:
         ids, source = sorted(mentioned), "the inputs the manifest mentions (inputs.json is missing)"
 
-    def outcome(uid: str) -> str | None:
-        rec = recs.get(uid)
-        if rec is None:
-            return None
-        if rec[0] != "split":
-            return rec[0]
-        parts = [outcome(c) for c in rec[3]]
-        if not parts:
-            return "filtered"
-        if any(p is None for p in parts):
-            return None
-        return min(parts, key=_RANK.__getitem__)
-
     counts: Counter = Counter()
     for iid in ids:
-        counts[outcome(iid) or "pending"] += 1
+        counts[outcome(iid, recs) or "pending"] += 1
     failed: dict[str, Counter] = {}
     filtered_parts = written_parts = 0
-    for st, kind, retry, _ in recs.values():
+    for rec in recs.values():
+        st = rec["status"]
         if st == "failed":
-            failed.setdefault(kind, Counter())["yes" if retry is True else "no" if retry is False else "unknown"] += 1
+            retry = rec["retry"]
+            failed.setdefault(rec["kind"], Counter())["yes" if retry is True else "no" if retry is False else "unknown"] += 1
         elif st == "written":
             written_parts += 1
         elif st == "filtered":

@@ -22,8 +22,8 @@ from collections import Counter
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-from pipelines.commands.status import iter_records
 from pipelines.commands.view_scan import thumbnail
+from schemas.manifest import iter_records
 
 MAX_SOURCE_BYTES = 64 << 20
 DETAIL_SRC_CHARS = 80  # the web pipeline cuts each source in a filtered document's detail to this length
