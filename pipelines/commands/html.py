@@ -12,6 +12,7 @@ import html
 import io
 import json
 
+from pipelines.core.thumbs import scale_image
 from schemas import ImageSegment, Sample, TextSegment
 
 MAX_PIXELS = 64_000_000  # an image with more pixels is not decoded (decompression bombs)
@@ -50,21 +51,11 @@ def thumbnail_data_uri(data: bytes, max_side: int = 320, max_pixels: int = MAX_P
         with Image.open(io.BytesIO(data)) as im:
             if im.width * im.height > max_pixels:
                 raise ValueError(f"{im.width}x{im.height} is over the limit of {max_pixels} pixels")
-            im.draft("RGB", (max_side, max_side))  # JPEG: decode at a reduced scale, cheaply
-            im.load()
-            alpha = im.mode in ("RGBA", "LA") or (im.mode == "P" and "transparency" in im.info)
-            im = im.convert("RGBA" if alpha else "RGB")
-            im.thumbnail((max_side, max_side))
-            buf = io.BytesIO()
-            if alpha:
-                im.save(buf, "PNG")
-                mime = "image/png"
-            else:
-                im.save(buf, "JPEG", quality=85)
-                mime = "image/jpeg"
+            data, ext = scale_image(im, max_side, quality=85)
     except (OSError, SyntaxError, Image.DecompressionBombError) as e:
         raise ValueError(f"does not decode ({type(e).__name__}: {e})") from None
-    return f"data:{mime};base64,{base64.b64encode(buf.getvalue()).decode('ascii')}"
+    mime = "image/png" if ext == "png" else "image/jpeg"
+    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
 
 
 def details(summary: str, obj: object) -> str:

@@ -20,6 +20,7 @@ import json
 import math
 from pathlib import Path
 
+from pipelines.core.thumbs import scale_image
 from schemas import ImageSegment, SampleError, ShardError, decode_sample, iter_members
 
 MAX_PIXELS = 64_000_000
@@ -39,17 +40,7 @@ def thumbnail(data: bytes, max_side: int) -> tuple[bytes, str] | None:
             if max(im.size) <= max_side and im.format in ("JPEG", "PNG", "WEBP"):
                 im.load()  # the whole image decodes: the browser will show it
                 return data, {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}[im.format]
-            im.draft("RGB", (max_side, max_side))
-            im.load()
-            alpha = im.mode in ("RGBA", "LA") or (im.mode == "P" and "transparency" in im.info)
-            im = im.convert("RGBA" if alpha else "RGB")
-            im.thumbnail((max_side, max_side))
-            buf = io.BytesIO()
-            if alpha:
-                im.save(buf, "PNG")
-                return buf.getvalue(), "png"
-            im.save(buf, "JPEG", quality=82)
-            return buf.getvalue(), "jpg"
+            return scale_image(im, max_side, quality=82)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
         return None
 

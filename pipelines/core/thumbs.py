@@ -15,6 +15,19 @@ SIDE = 192
 DROPPED_DIR = "dropped"
 
 
+def scale_image(im, max_side: int, quality: int = 80, keep_alpha: bool = True) -> tuple[bytes, str]:
+    """An opened PIL image scaled to fit ``max_side``: (JPEG bytes, "jpg"), or (PNG bytes, "png") when it has
+    transparency and ``keep_alpha``. A JPEG is decoded at a reduced scale (``draft``), cheaply."""
+    im.draft("RGB", (max_side, max_side))
+    im.load()
+    alpha = keep_alpha and (im.mode in ("RGBA", "LA") or (im.mode == "P" and "transparency" in im.info))
+    im = im.convert("RGBA" if alpha else "RGB")
+    im.thumbnail((max_side, max_side))
+    buf = io.BytesIO()
+    im.save(buf, "PNG" if alpha else "JPEG", **({} if alpha else {"quality": quality}))
+    return buf.getvalue(), "png" if alpha else "jpg"
+
+
 def jpeg_thumb(image, side: int = SIDE) -> bytes | None:
     """A JPEG of at most ``side`` px from an RGB array or encoded image bytes; None when it cannot be read."""
     from PIL import Image
@@ -23,12 +36,7 @@ def jpeg_thumb(image, side: int = SIDE) -> bytes | None:
         img = Image.open(io.BytesIO(image)) if isinstance(image, (bytes, bytearray)) else Image.fromarray(image)
         if img.width * img.height > 64_000_000:  # a decompression bomb is not worth a thumbnail
             return None
-        img.draft("RGB", (side, side))
-        img = img.convert("RGB")
-        img.thumbnail((side, side))
-        buf = io.BytesIO()
-        img.save(buf, "JPEG", quality=80)
-        return buf.getvalue()
+        return scale_image(img, side, keep_alpha=False)[0]
     except Exception:  # noqa: BLE001 - a thumbnail is a courtesy; the drop is recorded either way
         return None
 
