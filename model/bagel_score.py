@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from model.score import DEFAULT_TIMESTEPS, SampleScore, SegmentScore, _seed
+from model.score import DEFAULT_TIMESTEPS, SampleScore, _seed, sample_score
 
 
 @dataclass
@@ -155,27 +155,9 @@ def _sample_score(bundle: BagelBundle, sample, packed, ce_tok, mse_tok) -> Sampl
     """One sample's SampleScore from its per-token CE and MSE (rows in its packed order)."""
     import torch
 
-    segs = []
-    ce_seg = torch.tensor(packed.ce_seg, dtype=torch.long)
     loss_of = {i: getattr(s, "loss", True) for i, s in enumerate(sample.segments)}
-    for s in sorted(set(packed.ce_seg)):
-        vals = ce_tok[ce_seg == s]
-        segs.append(SegmentScore(s, "text", float(vals.mean()), int(vals.numel()), loss_of[s]))
-    if mse_tok is not None and mse_tok.numel():
-        mse_seg = torch.tensor(packed.mse_seg, dtype=torch.long)
-        for s in sorted(set(packed.mse_seg)):
-            vals = mse_tok[mse_seg == s]
-            segs.append(SegmentScore(s, "image", float(vals.mean()), int(vals.numel())))
-    segs.sort(key=lambda x: x.seg)
-    text_vals = [ce_tok[ce_seg == s.seg] for s in segs if s.kind == "text" and s.loss]
-    ce = float(torch.cat(text_vals).mean()) if text_vals else None
-    mse = float(mse_tok.mean()) if mse_tok is not None and mse_tok.numel() else None
-    if ce is None and mse is None:
-        return SampleScore(sample.key, sample.kind, None, None, None, packed.n_tokens, segs,
-                           note="no loss-bearing text and no generation target")
-    w_ce, w_mse = bundle.loss_weights
-    return SampleScore(sample.key, sample.kind, w_ce * (ce or 0.0) + w_mse * (mse or 0.0), ce, mse, packed.n_tokens,
-                       segs)
+    return sample_score(sample, ce_tok, torch.tensor(packed.ce_seg, dtype=torch.long), mse_tok,
+                        torch.tensor(packed.mse_seg, dtype=torch.long), loss_of, bundle.loss_weights, packed.n_tokens)
 
 
 def _to(batch: dict, device) -> dict:

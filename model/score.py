@@ -95,13 +95,21 @@ def score_sample(bundle, sample, timesteps=DEFAULT_TIMESTEPS, seed: int = 0) -> 
             mse_sum = m if mse_sum is None else mse_sum + m
     mse_tok = mse_sum / len(timesteps) if mse_sum is not None and len(timesteps) else None
 
+    mse_seg = batch.seg.index_select(0, noised) if mse_tok is not None and mse_tok.numel() else None
+    return sample_score(sample, ce_tok, batch.seg.index_select(0, batch.ce_idx), mse_tok, mse_seg, loss_flags,
+                        bundle.loss_weights, plan.n_tokens)
+
+
+def sample_score(sample, ce_tok, ce_seg, mse_tok, mse_seg, loss_of: dict, weights, n_tokens: int) -> SampleScore:
+    """A sample's SampleScore from its per-token CE and MSE and the segment each token belongs to: the mean per
+    segment, CE over the loss-bearing text, MSE over the generation targets, and their weighted sum."""
+    import torch
+
     segs: list[SegmentScore] = []
-    ce_seg = batch.seg.index_select(0, batch.ce_idx)
     for s in sorted(set(ce_seg.tolist())):
         vals = ce_tok[ce_seg == s]
-        segs.append(SegmentScore(s, "text", float(vals.mean()), int(vals.numel()), loss_flags.get(s, True)))
+        segs.append(SegmentScore(s, "text", float(vals.mean()), int(vals.numel()), loss_of.get(s, True)))
     if mse_tok is not None and mse_tok.numel():
-        mse_seg = batch.seg.index_select(0, noised)
         for s in sorted(set(mse_seg.tolist())):
             vals = mse_tok[mse_seg == s]
             segs.append(SegmentScore(s, "image", float(vals.mean()), int(vals.numel())))
@@ -110,12 +118,11 @@ def score_sample(bundle, sample, timesteps=DEFAULT_TIMESTEPS, seed: int = 0) -> 
     text_vals = [ce_tok[ce_seg == s.seg] for s in segs if s.kind == "text" and s.loss]
     ce = float(torch.cat(text_vals).mean()) if text_vals else None
     mse = float(mse_tok.mean()) if mse_tok is not None and mse_tok.numel() else None
-    w_ce, w_mse = bundle.loss_weights
-    score = w_ce * (ce or 0.0) + w_mse * (mse or 0.0)
     if ce is None and mse is None:
-        return SampleScore(sample.key, sample.kind, None, None, None, plan.n_tokens, segs,
+        return SampleScore(sample.key, sample.kind, None, None, None, n_tokens, segs,
                            note="no loss-bearing text and no generation target")
-    return SampleScore(sample.key, sample.kind, score, ce, mse, plan.n_tokens, segs)
+    w_ce, w_mse = weights
+    return SampleScore(sample.key, sample.kind, w_ce * (ce or 0.0) + w_mse * (mse or 0.0), ce, mse, n_tokens, segs)
 
 
 def score_samples(bundle, samples, timesteps=DEFAULT_TIMESTEPS, seed: int = 0) -> list[SampleScore]:
