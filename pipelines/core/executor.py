@@ -104,8 +104,13 @@ def run_pipeline(stages: list[Stage], inputs: list[dict], run: RunConfig, name: 
     if out.exists() and not out.is_dir():
         raise ConfigError(f"output directory {str(out)!r} exists and is not a directory")
     records = load_manifest(out) if out.is_dir() else {}
-    retried = [r["id"] for r in inputs if retry_failed and outcome(r["id"], records) and needs_retry(r["id"], records)]
-    pending = [r for r in inputs if outcome(r["id"], records) is None or r["id"] in set(retried)]
+    pending, retried = [], []
+    for r in inputs:  # one outcome per input: a resumed run of a million inputs starts at once
+        if outcome(r["id"], records) is None:
+            pending.append(r)
+        elif retry_failed and needs_retry(r["id"], records):
+            pending.append(r)
+            retried.append(r["id"])
     done_units = {i for i, r in records.items()
                   if r["status"] != "split" and not (retry_failed and r["status"] == "failed" and r.get("retryable"))}
     ray, started = (None, False)
