@@ -97,7 +97,8 @@ def load_manifest(out_dir: str | Path) -> dict[str, dict]:
     return {rec["id"]: rec for rec in iter_records(out_dir)}
 
 
-def _record(line: bytes) -> dict | None:
+def parse_record(line: bytes) -> dict | None:
+    """One manifest line as a record, or None when it is torn or not a record."""
     try:
         rec = json.loads(line.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError):
@@ -121,7 +122,7 @@ def _iter_part(path: Path) -> Iterator[dict]:
         return
     with open(path, "rb") as f:
         for line in f:
-            rec = _record(line)
+            rec = parse_record(line)
             if rec is not None:
                 yield rec
             elif not line.endswith(b"\n") and line.strip():

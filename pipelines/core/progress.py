@@ -17,7 +17,7 @@ import threading
 import time
 from pathlib import Path
 
-from schemas.manifest import outcome
+from schemas.manifest import outcome, parse_record
 
 TIMES_DIR = "stage_times"
 
@@ -126,11 +126,8 @@ class Progress:
                 continue
             end = data.rfind(b"\n") + 1  # a line still being written is read next time
             for line in data[:end].splitlines():
-                try:
-                    rec = json.loads(line)
-                except ValueError:
-                    continue
-                if isinstance(rec, dict) and isinstance(rec.get("id"), str):
+                rec = parse_record(line)
+                if rec is not None:
                     self.records[rec["id"]] = rec
             self._offsets[path] = off + end
 
