@@ -14,7 +14,6 @@ import errno
 import json
 import shutil
 import sys
-import typing
 from pathlib import Path
 from types import ModuleType
 
@@ -55,19 +54,6 @@ def _default(cfg: object, dotted: str):
     for part in dotted.split("."):
         cfg = getattr(cfg, part, None)
     return cfg
-
-
-def _field_type(cls: type, dotted: str):
-    """The declared type of a dotted field (None when the path does not exist)."""
-    tp = cls
-    for part in dotted.split("."):
-        if not dataclasses.is_dataclass(tp):
-            return None
-        hints = typing.get_type_hints(tp)
-        if part not in hints:
-            return None
-        tp = hints[part]
-    return tp
 
 
 def presets(cls: type) -> list[str]:

@@ -45,41 +45,18 @@ def redact_url(url: str) -> str:
     return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
-def redact_text(text: str, secrets: tuple[str, ...] = ()) -> str:
-    """``text`` with every URL's credentials masked and every known secret value replaced."""
-    out = _URL.sub(lambda m: redact_url(m.group(0)), text) if "://" in text else text
-    for s in secrets:
-        if s and len(s) >= 4:
-            out = out.replace(s, MASK)
-    return out
+def redact_text(text: str) -> str:
+    """``text`` with every URL's credentials masked."""
+    return _URL.sub(lambda m: redact_url(m.group(0)), text) if "://" in text else text
 
 
-def redact(obj: Any, secrets: tuple[str, ...] = ()) -> Any:
+def redact(obj: Any) -> Any:
     """A copy of plain data (dicts, lists, strings) with secret-named values masked and URLs cleaned."""
     if isinstance(obj, dict):
-        return {k: (MASK if is_secret_name(str(k)) and v not in (None, "", {}, []) else redact(v, secrets))
+        return {k: (MASK if is_secret_name(str(k)) and v not in (None, "", {}, []) else redact(v))
                 for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [redact(v, secrets) for v in obj]
+        return [redact(v) for v in obj]
     if isinstance(obj, str):
-        return redact_text(obj, secrets)
+        return redact_text(obj)
     return obj
-
-
-def secret_values(obj: Any) -> tuple[str, ...]:
-    """The values of secret-named settings in plain data, to scrub from free text (error messages)."""
-    found: list[str] = []
-
-    def walk(o):
-        if isinstance(o, dict):
-            for k, v in o.items():
-                if is_secret_name(str(k)) and isinstance(v, str) and v:
-                    found.append(v)
-                else:
-                    walk(v)
-        elif isinstance(o, (list, tuple)):
-            for v in o:
-                walk(v)
-
-    walk(obj)
-    return tuple(found)
