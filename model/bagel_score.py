@@ -52,10 +52,6 @@ def load_bagel_bundle(folder: str | Path, device: str | None = None, weights: st
     return BagelBundle(model, cfg, tok, vae, transforms_for(cfg), dev, dtype, name)
 
 
-def score_sample_bagel(bundle: BagelBundle, sample, timesteps=DEFAULT_TIMESTEPS, seed: int = 0) -> SampleScore:
-    return score_samples_bagel(bundle, [sample], timesteps, seed)[0]
-
-
 def score_samples_bagel(bundle: BagelBundle, samples, timesteps=DEFAULT_TIMESTEPS, seed: int = 0) -> list[SampleScore]:
     """Scores of several samples, in order, packed together into forwards of at most ``bundle.max_tokens``
     tokens (each sample still attends only to itself and gets its own seeded noise, so its score is the one it

@@ -13,7 +13,7 @@ import io
 import json
 
 from pipelines.core.thumbs import scale_image
-from schemas import ImageSegment, Sample, TextSegment
+from schemas import ImageSegment, TextSegment
 
 MAX_PIXELS = 64_000_000  # an image with more pixels is not decoded (decompression bombs)
 
@@ -86,24 +86,6 @@ def render_image(seg: ImageSegment, index: int, max_side: int = 320) -> str:
     except ValueError as e:
         body = f'<div class="broken">image {index} {esc(e)}</div>'
     return f'<div class="seg image"><figure>{body}<figcaption>{caption}</figcaption></figure></div>'
-
-
-def render_sample(sample: Sample, max_side: int = 320, note: str = "") -> str:
-    """One sample as a ``<section>``: header, segments in order, metadata folded."""
-    parts, n_img = [], 0
-    for seg in sample.segments:
-        if isinstance(seg, ImageSegment):
-            parts.append(render_image(seg, n_img, max_side))
-            n_img += 1
-        else:
-            parts.append(render_text(seg))
-    doc = sample.to_json()
-    meta = {k: doc[k] for k in ("schema_version", "source", "captioner", "meta")}
-    seg_meta = [{k: v for k, v in s.items() if k not in ("text", "type")} for s in doc["segments"]]
-    head = (f'<header><span class="key">{esc(sample.key)}</span><span class="badge">{esc(sample.kind)}</span>'
-            f"<span>{esc(sample.source.uri)}</span>{f'<span>{esc(note)}</span>' if note else ''}</header>")
-    return (f'<section class="sample" id="{esc(sample.key)}">{head}{"".join(parts)}'
-            f"{details('metadata', meta)}{details('segments', seg_meta)}</section>")
 
 
 def page(title: str, body: str, note: str = "", css: str = "") -> str:

@@ -18,7 +18,6 @@ and scores only).
 from __future__ import annotations
 
 import random
-from collections import Counter
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -150,7 +149,3 @@ def drop_thumbnails(drops: dict, view: Path, side: int) -> None:
                 n += 1
             for k in ("thumbs", "thumb", "run"):
                 ex.pop(k, None)
-
-
-def drop_counts(drops: dict) -> Counter:
-    return Counter({f"{g['level']}:{g['reason']}": g["count"] for g in drops["groups"]})

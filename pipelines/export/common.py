@@ -273,7 +273,3 @@ def run_summaries(shards: list[Path]) -> list[dict]:
                     continue
         out.append(entry)
     return out
-
-
-def licences_of(samples_licences: Counter) -> str:
-    return ", ".join(f"{lic} ({n})" for lic, n in samples_licences.most_common()) or "unknown"
