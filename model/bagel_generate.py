@@ -1,8 +1,6 @@
-"""Greedy text generation with a BAGEL model, as BAGEL's ``generate_text`` does it: after a context, start from
-``<|im_start|>`` at the next position and take the most likely token until ``<|im_end|>`` or ``max_length``.
-
-Each step recomputes the whole causal sequence (no cache): exact and simple, meant for scoring-time captions and
-tests, not for fast decoding.
+"""Generation with a BAGEL model as BAGEL's inferencer does it: greedy text after a context (start from
+``<|im_start|>`` at the next position and take the most likely token until ``<|im_end|>`` or ``max_length``),
+decoded over a static KV cache (``model.decode``), and the text-to-image sampler with BAGEL's guidance.
 """
 
 from __future__ import annotations
@@ -10,27 +8,27 @@ from __future__ import annotations
 import torch
 
 from model.bagel_lm import sample_mask
+from model.decode import StaticDecoder, capacity_for
+
+
+@torch.no_grad()
+def greedy_after(model, embeds, positions, mask, next_pos: int, bos: int, eos: int, max_length: int) -> list[int]:
+    """The tokens BAGEL's greedy decoding yields (``bos`` first, ``eos`` not included) after a context given as
+    ``embeds`` (T, D) at RoPE ``positions`` (T,) under ``mask`` (T, T) bool, generation starting at ``next_pos``."""
+    dec = StaticDecoder(model, capacity_for(embeds.shape[0] + max_length))
+    dec.prefill(embeds, positions, mask)
+    return dec.greedy(bos, next_pos, eos, max_length)
 
 
 @torch.no_grad()
 def greedy_text(model, context_ids: list[int], bos: int, eos: int, max_length: int) -> list[int]:
-    """The tokens BAGEL's greedy decoding yields (the start token first, ``<|im_end|>`` not included) after a
-    text context packed as ``<|im_start|> context <|im_end|>``."""
+    """``greedy_after`` a text context packed as ``<|im_start|> context <|im_end|>``."""
     lm = model.language_model
-    seq = [bos, *context_ids, eos]
-    out, cur = [], bos
-    for _ in range(max_length):
-        out.append(cur)
-        seq.append(cur)
-        ids = torch.tensor(seq, device=lm.lm_head.weight.device)
-        x = lm.model.embed_tokens(ids)
-        gen = torch.zeros(len(seq), dtype=torch.bool, device=ids.device)
-        h = lm(x, torch.arange(len(seq), device=ids.device), gen, [len(seq)],
-               [sample_mask([len(seq)], ["causal"], ids.device)])
-        cur = int(lm.lm_head(h[-1]).argmax())
-        if cur == eos:
-            break
-    return out
+    dev = lm.lm_head.weight.device
+    ids = torch.tensor([bos, *context_ids, eos], device=dev)
+    n = ids.numel()
+    return greedy_after(model, lm.model.embed_tokens(ids), torch.arange(n, device=dev),
+                        sample_mask([n], ["causal"], dev), n, bos, eos, max_length)
 
 
 def _velocity(model, context_ids, x, t: float, h: int, w: int, tokens: dict):

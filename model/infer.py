@@ -41,43 +41,61 @@ class TextGenConfig:
 class Inferencer(ContextBuilder):
     """Context building and generation over one loaded bundle (batch size 1, as BAGEL's inferencer)."""
 
+    graphs: bool | None = None  # decode steps as CUDA graphs; None: on the GPU
+
     # -- text --------------------------------------------------------------------------------------
 
     def generate_text(self, ctx: Context, gcfg: TextGenConfig = TextGenConfig(), seed: int = 0,
                       cached: bool = True, prefix: str = "") -> tuple[str, Context, list[int]]:
         """Open a text segment (and ``prefix``), generate until <|im_end|>, a stop string or the token limit,
-        then close the segment. Returns (text without prefix, context after the closed segment, ids)."""
+        then close the segment. Returns (text without prefix, context after the closed segment, ids).
+
+        Cached, the tokens are decoded over a static KV cache (``model.decode``; a CUDA graph per step on the
+        GPU); uncached, the whole text split so far is re-read with the whole context at every token."""
         import torch
 
         g = torch.Generator(device=self.b.device).manual_seed(seed)
         start = ctx.pos
         fed = [self.tok.bos, *(self.tok.encode(prefix) if prefix else [])]
-        n_prefix = len(fed)
         hidden, cur = self._extend(ctx, self._text_split(fed, start), start + len(fed), cached)
+        dec = None
+        if cached:
+            dec = self._decoder(cur.length + gcfg.max_new_tokens + 1)
+            dec.load(cur.kvs)
+        with self._autocast():
+            logits = self.model.logits(hidden[-1:]).float()[0]
         out: list[int] = []
         for _ in range(gcfg.max_new_tokens):
-            with self._autocast():
-                logits = self.model.logits(hidden[-1:]).float()[0, : self.tok.vocab_size]
-            nxt = self._pick(logits, gcfg, g)
+            nxt = self._pick(logits[: self.tok.vocab_size], gcfg, g)
             if nxt == self.tok.eos:
                 break
             out.append(nxt)
             if gcfg.stop and any(self.tok.decode(out).endswith(s) for s in gcfg.stop):
                 break
-            split = self._text_split([nxt], cur.pos)
-            if cached:
-                hidden, cur = self._extend(cur, split, cur.pos + 1, True)
+            fed.append(nxt)
+            if dec is not None:
+                logits = dec.step(nxt, start + len(fed) - 1)
             else:  # the whole text split so far, re-read with the whole context
-                fed.append(nxt)
                 hidden, _ = self._forward(ctx, self._text_split(fed, start), cached=False)
-                cur = Context((), cur.pos + 1, cur.splits, cur.length + 1)
-        fed_all = [self.tok.bos, *fed[1:n_prefix], *out, self.tok.eos]
-        if cached:
-            _, cur = self._extend(cur, self._text_split([self.tok.eos], cur.pos), cur.pos + 1, True)
-        else:
-            cur = Context((), start + len(fed_all), ctx.splits + (self._text_split(fed_all, start),),
-                          ctx.length + len(fed_all))
-        return self.tok.decode(out), cur, out
+                with self._autocast():
+                    logits = self.model.logits(hidden[-1:]).float()[0]
+        fed.append(self.tok.eos)
+        if dec is not None:
+            dec.step(self.tok.eos, start + len(fed) - 1)
+        done = Context(tuple(dec.kvs()) if dec is not None else (), start + len(fed),
+                       ctx.splits + (self._text_split(fed, start),), ctx.length + len(fed))
+        return self.tok.decode(out), done, out
+
+    def _decoder(self, n: int):
+        """A static-cache decoder of at least ``n`` slots, kept per capacity (its CUDA graph is captured once)."""
+        from model.decode import StaticDecoder, capacity_for
+
+        cap = capacity_for(n)
+        cache = self.__dict__.setdefault("_decoders", {})
+        if cap not in cache:
+            cache.clear()  # one cache at a time: a 7B-shaped model's cache is not small
+            cache[cap] = StaticDecoder(self.model, cap, self._autocast, self.graphs)
+        return cache[cap]
 
     def text_ce(self, ctx: Context, text: str, cached: bool = True):
         """Per-token cross-entropy (n + 1,) of ``text`` read as a whole segment after ``ctx`` (its tokens and

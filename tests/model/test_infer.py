@@ -48,6 +48,9 @@ def test_kv_cache_decoding_equals_full_sequence_decoding(inf):
         full = inf.generate_text(_context(inf, s, 3, cached=False), cfg, seed=5, cached=False)
         assert cached[2] == full[2] and cached[2], (cached, full)
         assert cached[1].pos == full[1].pos and cached[1].length == full[1].length
+        # the context after the generated segment (the decoder's cache) reads on as the recomputed one does
+        after_c, after_f = inf.text_ce(cached[1], "then it stops"), inf.text_ce(full[1], "then it stops", cached=False)
+        assert torch.allclose(after_c, after_f, atol=1e-4)
     # and the teacher-forced view: every token's CE the same both ways
     a = inf.text_ce(_context(inf, s, 3), "the ball moves left 7")
     b = inf.text_ce(_context(inf, s, 3, cached=False), "the ball moves left 7", cached=False)
