@@ -12,10 +12,12 @@ from model.decode import StaticDecoder, capacity_for
 
 
 @torch.no_grad()
-def greedy_after(model, embeds, positions, mask, next_pos: int, bos: int, eos: int, max_length: int) -> list[int]:
+def greedy_after(model, embeds, positions, mask, next_pos: int, bos: int, eos: int, max_length: int,
+                 graphs: bool | None = None) -> list[int]:
     """The tokens BAGEL's greedy decoding yields (``bos`` first, ``eos`` not included) after a context given as
-    ``embeds`` (T, D) at RoPE ``positions`` (T,) under ``mask`` (T, T) bool, generation starting at ``next_pos``."""
-    dec = StaticDecoder(model, capacity_for(embeds.shape[0] + max_length))
+    ``embeds`` (T, D) at RoPE ``positions`` (T,) under ``mask`` (T, T) bool, generation starting at ``next_pos``
+    (``graphs``: decode steps as CUDA graphs; None: on the GPU)."""
+    dec = StaticDecoder(model, capacity_for(embeds.shape[0] + max_length), graphs=graphs)
     dec.prefill(embeds, positions, mask)
     return dec.greedy(bos, next_pos, eos, max_length)
 
