@@ -40,7 +40,8 @@ table.stats td, table.stats th { border: 1px solid #ddd; padding: 3px 8px; text-
 table.stats td:first-child, table.stats th:first-child { text-align: left; }
 .scored { border-radius: 5px; padding: 2px 8px; margin: 6px 0; }
 .score { font: 12px ui-monospace, monospace; color: #333; }
-.model { display: flex; gap: 14px; align-items: flex-start; margin: 4px 0 0 12px; font-size: 13px; }
+.beside { display: flex; gap: 14px; align-items: flex-start; }
+.model { display: flex; gap: 14px; align-items: flex-start; margin: 4px 0 0 0; font-size: 13px; }
 .model .caption { background: #eef3ff; border-left: 3px solid #6b8cff; padding: 3px 8px; max-width: 480px; }
 .model img { border: 1px dashed #6b8cff; }
 .flags { color: #a00; font-size: 13px; margin: 4px 0; }
@@ -94,6 +95,28 @@ def model_outputs(bundle, sample, steps: int, caption_tokens: int, seed: int) ->
     return captions, regen
 
 
+def bagel_outputs(bundle, sample, steps: int, caption_tokens: int, seed: int) -> tuple[dict, dict]:
+    """({segment index: BAGEL's caption of that image}, {segment index: BAGEL's regeneration, PNG bytes}) for a
+    BAGEL checkpoint: every image is captioned alone (``model.bagel_spot.CAPTION_PROMPT``), and every image that
+    follows some text, generation target or not, is drawn again from all the sample's text before it, joined by
+    newlines, with BAGEL's text-to-image recipe (seed + segment index)."""
+    from model.bagel_spot import caption_image, regenerate_image
+
+    captions, regen, texts = {}, {}, []
+    for i, seg in enumerate(sample.segments):
+        if isinstance(seg, TextSegment):
+            texts.append(seg.text)
+            continue
+        try:
+            if bundle.cfg.vit is not None:
+                captions[i] = caption_image(bundle, seg.data, max_tokens=caption_tokens)
+            if texts and bundle.cfg.visual_gen:
+                regen[i] = regenerate_image(bundle, "\n".join(texts), seg.width, seg.height, steps, seed + i)
+        except (OSError, ValueError) as e:  # an image that does not decode
+            captions[i] = f"(not captioned: {e})"
+    return captions, regen
+
+
 # --------------------------------------------------------------------------------------------- render
 
 
@@ -119,7 +142,9 @@ def _rank(vals: list, v: float) -> float:
 
 
 def render_scored(sample, shard: str, flags: list[str], score, pct: dict, captions: dict, regen: dict,
-                  thumb: int) -> str:
+                  thumb: int, who: str = "model") -> str:
+    """One drawn sample: each segment coloured by its score; beside each image the model's caption and its
+    regeneration (``who`` names the model: "model" for a braid train run, "BAGEL")."""
     parts, n_img = [], 0
     for i, seg in enumerate(sample.segments):
         inner = render_image(seg, n_img, thumb) if isinstance(seg, ImageSegment) else render_text(seg)
@@ -131,17 +156,17 @@ def render_scored(sample, shard: str, flags: list[str], score, pct: dict, captio
             style = f' style="background:{_colour(p)}"'
             what = "CE/token" if sc.kind == "text" else "velocity MSE"
             label = f'<span class="score">{what} {sc.value:.3f} · {sc.n_tokens} tokens · rank {p:.0%}</span>'
-        extra = ""
         if i in captions or i in regen:
-            cap = (f'<div class="caption"><b>model caption:</b> {esc(captions[i]) or "<i>(empty)</i>"}</div>'
+            cap = (f'<div class="caption"><b>{who} caption:</b> {esc(captions[i]) or "<i>(empty)</i>"}</div>'
                    if i in captions else "")
             img = ""
             if i in regen:
                 uri = thumbnail_data_uri(regen[i], thumb)
-                img = f'<figure><img src="{uri}" alt="regenerated image {i}"><figcaption>regenerated from the ' \
-                      f"context before it</figcaption></figure>"
-            extra = f'<div class="model">{img}{cap}</div>'
-        parts.append(f'<div class="scored"{style}>{label}{inner}{extra}</div>')
+                source = "the text" if who == "BAGEL" else "the context"
+                img = (f'<figure><img src="{uri}" alt="regenerated image {i}"><figcaption>{who}\'s regeneration '
+                       f"from {source} before it</figcaption></figure>")
+            inner = f'<div class="beside">{inner}<div class="model">{cap}{img}</div></div>'
+        parts.append(f'<div class="scored"{style}>{label}{inner}</div>')
     head_score = ""
     if score is not None:
         head_score = (f"<span>score {score.score:.3f} (z {score.z:+.2f} within {esc(sample.kind)})</span>"
@@ -161,13 +186,15 @@ def render_scored(sample, shard: str, flags: list[str], score, pct: dict, captio
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("shards", nargs="+", help="shard files (.tar) or directories holding them")
     parser.add_argument("--out", required=True, help="the HTML report to write")
-    parser.add_argument("--checkpoint", default=None, help="a braid train run folder; without it, structure only")
+    parser.add_argument("--checkpoint", default=None, help="a braid train run folder or a BAGEL checkpoint folder; "
+                        "without it, structure only")
     parser.add_argument("--n", type=int, default=20, help="how many random samples to show (default 20)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--geometry", default="base", choices=("tiny", "small", "base"),
                         help="model preset whose token budget and image sizes the estimates use without a "
                              "checkpoint (default base)")
-    parser.add_argument("--steps", type=int, default=30, help="Euler steps per regenerated image (default 30)")
+    parser.add_argument("--steps", type=int, default=None, help="sampling steps per regenerated image (default 30; "
+                        "with a BAGEL checkpoint BAGEL's 50 timesteps)")
     parser.add_argument("--caption-tokens", type=int, default=40, help="longest model caption in tokens")
     parser.add_argument("--worst", type=int, default=10, help="how many samples the worst list shows")
     parser.add_argument("--thumb", type=int, default=240, help="thumbnail size in pixels (longest side)")
@@ -177,30 +204,46 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from schemas.config import ConfigError
 
-    if args.n < 1 or args.steps < 1 or args.thumb < 16:
+    if args.n < 1 or (args.steps is not None and args.steps < 1) or args.thumb < 16:
         raise ConfigError("--n and --steps must be at least 1 and --thumb at least 16")
     paths = shard_paths(args.shards)
     missing = [str(p) for p in paths if not p.is_file()]
     if missing or not paths:
         raise ConfigError(f"no such shard: {missing[0]}" if missing
                           else "no .tar shards found in the given directories")
-    bundle = None
+    bundle = score_many = None
+    bagel = False
     if args.checkpoint:
-        from model.run_folder import InferError, load_run
+        from model.bagel_score import BagelBundle
+        from pipelines.commands.score import load_checkpoint
 
-        try:
-            bundle = load_run(args.checkpoint, args.device)
-        except InferError as e:
-            raise ConfigError(f"--checkpoint: {e}") from None
-        mcfg, dcfg, tok = bundle.mcfg, bundle.dcfg, bundle.tok
+        bundle, score_many = load_checkpoint(args.checkpoint, args.device)
+        bagel = isinstance(bundle, BagelBundle)
+    if args.steps is None:
+        args.steps = 50 if bagel else 30
+    if bagel and args.steps < 2:
+        raise ConfigError("--steps must be at least 2 with a BAGEL checkpoint (BAGEL's sampler counts timesteps)")
+    if bagel:
+        from model.bagel_spot import count_tokens
+
+        tok, budget = bundle.tok, bundle.max_tokens
+
+        def count(sample):
+            return count_tokens(bundle, sample)
     else:
+        from model.data import plan_sample
         from model.mot import MoTConfig
         from model.train import PRESET_DATA
 
-        mcfg, dcfg, tok = MoTConfig.preset(args.geometry), PRESET_DATA[args.geometry], _ByteTokens()
+        mcfg, dcfg, tok = ((bundle.mcfg, bundle.dcfg, bundle.tok) if bundle else
+                           (MoTConfig.preset(args.geometry), PRESET_DATA[args.geometry], _ByteTokens()))
+        budget = dcfg.max_tokens
+
+        def count(sample):
+            return plan_sample(sample, tok, mcfg, dcfg, None).n_tokens
 
     problems: list[str] = []
-    st = Structure(mcfg, dcfg, tok)
+    st = Structure(count, budget)
     quality = RunQuality(tok)
 
     def samples():
@@ -223,13 +266,14 @@ def run(args: argparse.Namespace) -> int:
         quality.add_run(run_dir)
     scores, outputs = {}, {}
     if bundle is not None:
-        from model.score import rank_scores, score_sample
+        from model.score import DEFAULT_TIMESTEPS, rank_scores
 
-        ranked = rank_scores([score_sample(bundle, s, seed=args.seed) for _, s in picked])
+        ranked = rank_scores(score_many(bundle, [s for _, s in picked], DEFAULT_TIMESTEPS, args.seed))
         scores = {s.key: s for s in ranked}
+        outputs_of = bagel_outputs if bagel else model_outputs
         for _, s in picked:
-            outputs[s.key] = model_outputs(bundle, s, args.steps, args.caption_tokens, args.seed)
-    html = _report(args, paths, picked, st, problems, scores, outputs, bundle, quality)
+            outputs[s.key] = outputs_of(bundle, s, args.steps, args.caption_tokens, args.seed)
+    html = _report(args, paths, picked, st, problems, scores, outputs, bundle, quality, bagel)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
@@ -247,7 +291,8 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _report(args, paths, picked, st: Structure, problems, scores: dict, outputs: dict, bundle, quality) -> str:
+def _report(args, paths, picked, st: Structure, problems, scores: dict, outputs: dict, bundle, quality,
+            bagel: bool = False) -> str:
     n_total = sum(len(k["samples"]) for k in st.kinds.values())
     body = [st.table(exact=bundle is not None), plot_structure(st) if n_total else "",
             quality_plots(quality, estimated=bundle is None) if n_total else ""]
@@ -273,9 +318,15 @@ def _report(args, paths, picked, st: Structure, problems, scores: dict, outputs:
     body.append("<h2>Drawn samples</h2>")
     for shard, s in picked:
         caps, regen = outputs.get(s.key, ({}, {}))
-        body.append(render_scored(s, shard, st.flags.get(s.key, []), scores.get(s.key), pct, caps, regen, args.thumb))
+        body.append(render_scored(s, shard, st.flags.get(s.key, []), scores.get(s.key), pct, caps, regen, args.thumb,
+                                  who="BAGEL" if bagel else "model"))
     mode = f"scored with {args.checkpoint} ({bundle.weights})" if bundle else \
         f"structure only (token estimates under the {args.geometry} geometry)"
+    if bagel:
+        from model.bagel_spot import CAPTION_PROMPT, CAPTION_PROMPT_ID
+
+        mode += (f"; BAGEL captions answer {CAPTION_PROMPT!r} ({CAPTION_PROMPT_ID}); regenerations use BAGEL's "
+                 f"text-to-image recipe with {args.steps} timesteps")
     note = f"{len(picked)} random samples (seed {args.seed}) of {n_total} in {len(paths)} shard(s); {mode}"
     return page("Braid spot-check", "".join(body), note, css=CSS)
 

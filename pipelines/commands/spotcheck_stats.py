@@ -36,8 +36,10 @@ def _norm_text(text: str) -> str:
 class Structure:
     """Per-kind statistics and per-sample flags over every sample read."""
 
-    def __init__(self, mcfg, dcfg, tok):
-        self.mcfg, self.dcfg, self.tok = mcfg, dcfg, tok
+    def __init__(self, count_tokens, budget: int):
+        """``count_tokens(sample) -> int``: the sample's sequence length under the model (or an estimate);
+        ``budget``: the most tokens one sample may have."""
+        self.count_tokens, self.budget = count_tokens, budget
         self.kinds: dict[str, dict] = defaultdict(lambda: defaultdict(list))
         self.image_owner: dict[str, str] = {}
         self.text_owner: dict[str, str] = {}
@@ -46,8 +48,6 @@ class Structure:
         self.where: dict[str, str] = {}
 
     def add(self, shard: str, sample) -> None:
-        from model.data import plan_sample
-
         k = self.kinds[sample.kind]
         flags: list[str] = []
         self.keys[sample.key] += 1
@@ -90,10 +90,10 @@ class Structure:
         if not any(isinstance(s, ImageSegment) and s.generation for s in sample.segments) and not any(
                 isinstance(s, TextSegment) and s.loss for s in sample.segments):
             flags.append("nothing carries loss (no loss text, no generation target)")
-        n_tokens = plan_sample(sample, self.tok, self.mcfg, self.dcfg, None).n_tokens
+        n_tokens = self.count_tokens(sample)
         k["tokens"].append(n_tokens)
-        if n_tokens > self.dcfg.max_tokens:
-            flags.append(f"{n_tokens} tokens, over the budget of {self.dcfg.max_tokens}")
+        if n_tokens > self.budget:
+            flags.append(f"{n_tokens} tokens, over the budget of {self.budget}")
         k["flagged"].append(int(bool(flags)))
         self.flags[sample.key] = flags
         self.where[sample.key] = shard
@@ -106,7 +106,7 @@ class Structure:
         for kind in sorted(self.kinds):
             k = self.kinds[kind]
             n = len(k["samples"])
-            over = sum(t > self.dcfg.max_tokens for t in k["tokens"])
+            over = sum(t > self.budget for t in k["tokens"])
             rows.append([kind, n, f"{_mean(k['images']):.2f}", _med(k["long_side"]), _med(k["words"]),
                          _med(k["tokens"]), over, _rate(k["dup_image"]), _rate(k["dup_text"]), _rate(k["flagged"])])
         head = "".join(f"<th>{esc(h)}</th>" for h in heads)
@@ -149,9 +149,9 @@ def plot_structure(st: Structure) -> str:
     fig, axes = _grid(3, 3, 5.0, 3.2)
     hist_panel(axes[0], per_kind("words"), "Text segment length", "words", "text segments", integer=True)
     hist_panel(axes[1], per_kind("long_side"), "Image size", "long side (px)", "images")
-    hist_panel(axes[2], per_kind("tokens"), f"Sequence length (budget {st.dcfg.max_tokens})", "tokens per sample",
+    hist_panel(axes[2], per_kind("tokens"), f"Sequence length (budget {st.budget})", "tokens per sample",
                "samples")
-    axes[2].axvline(st.dcfg.max_tokens, color="red", linestyle="--", label=f"budget {st.dcfg.max_tokens}")
+    axes[2].axvline(st.budget, color="red", linestyle="--", label=f"budget {st.budget}")
     axes[2].legend(fontsize=8)
     return to_img(fig, "structure histograms")
 

@@ -1,0 +1,146 @@
+"""What ``braid spotcheck`` shows of a BAGEL checkpoint beside each image: BAGEL's own caption of the image and
+the image BAGEL draws from the sample's text before it.
+
+Caption: BAGEL's understanding flow as its inferencer runs it. The image is first resized by the autoencoder
+transform's rule (the inferencer does this to every input image), then enters through the ViT alone (no
+autoencoder latents) as one full split ``<|vision_start|> ViT tokens <|vision_end|>`` at rotary position 0;
+then the prompt as a causal split ``<|im_start|> prompt <|im_end|>`` at positions 1, 2, ...; then greedy
+decoding from ``<|im_start|>`` at the next position (``model.bagel_generate.greedy_after``). Every context token
+goes through the understanding expert.
+
+Regeneration: BAGEL's text-to-image recipe (``T2I``: 50 Euler steps over the schedule shifted by 3, text
+guidance 4 inside t in (0.4, 1], global renormalisation; the unconditional branch sees no context) from a
+text context, at the image's size fitted to BAGEL's geometry (the autoencoder transform's size rule: sides
+multiples of 16 px, bounded by the model's latent table), decoded by the FLUX autoencoder.
+"""
+
+from __future__ import annotations
+
+import io
+
+CAPTION_PROMPT = "Describe this image in one sentence."
+CAPTION_PROMPT_ID = "bagel_spot_caption@v1"
+T2I = {"timestep_shift": 3.0, "cfg_text_scale": 4.0, "cfg_interval": (0.4, 1.0), "cfg_renorm_min": 0.0}
+
+
+def caption_pixels(bundle, image_bytes: bytes):
+    """The ViT input (3, H, W) in [-1, 1] of an encoded image: the autoencoder transform's resize, then the
+    ViT transform, as BAGEL's inferencer prepares an input image."""
+    from PIL import Image
+
+    vit_tf, vae_tf = bundle.transforms
+    with Image.open(io.BytesIO(image_bytes)) as im:
+        im = im.convert("RGB")
+        im = im.resize(vae_tf.size(*im.size), Image.BICUBIC)
+    buf = io.BytesIO()
+    im.save(buf, "PNG")  # lossless hand-over to the ViT transform, which reads encoded bytes
+    return vit_tf(buf.getvalue())
+
+
+def caption_context(bundle, image_bytes: bytes, prompt: str = CAPTION_PROMPT):
+    """(embeds (T, D) in the model dtype, rotary positions (T,), mask (T, T) bool, next rotary position) of
+    the caption context: the image's ViT split, then the prompt's text split."""
+    import torch
+
+    from model.bagel_lm import sample_mask
+    from model.bagel_vit import patchify, position_ids
+
+    model, cfg, tok = bundle.model, bundle.cfg, bundle.tok
+    if cfg.vit is None:
+        raise ValueError("the checkpoint has no vision encoder (visual_und is off)")
+    dev = bundle.device
+    embed = model.language_model.model.embed_tokens
+    img = caption_pixels(bundle, image_bytes)
+    patches = patchify(img, cfg.vit.patch_size).to(dev, embed.weight.dtype)
+    vit_pos = position_ids(img.shape[1], img.shape[2], cfg.vit.patch_size, cfg.vit_max_num_patch_per_side).to(dev)
+    n = patches.shape[0]
+    with torch.no_grad():
+        feats = model.vit_model(patches, vit_pos, [n])
+        vit = (model.connector(feats) + model.vit_pos_embed(vit_pos)).to(embed.weight.dtype)
+        text = [tok.bos, *tok.encode(prompt), tok.eos]
+        ids = torch.tensor([tok.vision_start, tok.vision_end, *text], device=dev)
+        emb = embed(ids)
+    embeds = torch.cat([emb[:1], vit, emb[1:2], emb[2:]])
+    positions = torch.tensor([0] * (n + 2) + list(range(1, 1 + len(text))), device=dev)
+    mask = sample_mask([n + 2, len(text)], ["full", "causal"], dev)
+    return embeds, positions, mask, 1 + len(text)
+
+
+def caption_image(bundle, image_bytes: bytes, prompt: str = CAPTION_PROMPT, max_tokens: int = 40) -> str:
+    """BAGEL's greedy answer to ``prompt`` about the image (at most ``max_tokens`` tokens)."""
+    from model.bagel_generate import greedy_after
+
+    embeds, positions, mask, next_pos = caption_context(bundle, image_bytes, prompt)
+    tok = bundle.tok
+    out = greedy_after(bundle.model, embeds, positions, mask, next_pos, tok.bos, tok.eos, max_tokens + 1)
+    return tok.decode(out[1:]).strip()
+
+
+def generation_size(bundle, width: int, height: int) -> tuple[int, int]:
+    """(width, height) BAGEL generates for an image of this size: its autoencoder transform's size rule."""
+    return bundle.transforms[1].size(width, height)
+
+
+def regenerate_image(bundle, context_text: str, width: int, height: int, steps: int = 50, seed: int = 0) -> bytes:
+    """PNG bytes of the image BAGEL draws after ``context_text`` with its text-to-image recipe, at the given
+    size fitted by ``generation_size``; ``steps`` is BAGEL's num_timesteps (steps - 1 Euler updates)."""
+    import torch
+    from PIL import Image
+
+    from model.bagel_generate import sample_latent_tokens
+
+    model, cfg, tok = bundle.model, bundle.cfg, bundle.tok
+    if not cfg.visual_gen or bundle.vae is None:
+        raise ValueError("the checkpoint has no image generation (visual_gen is off)")
+    if steps < 2:
+        raise ValueError("BAGEL's sampler needs at least 2 timesteps")
+    w, h = generation_size(bundle, width, height)
+    unit = cfg.vae_downsample * cfg.latent_patch_size
+    gh, gw = h // unit, w // unit
+    g = torch.Generator().manual_seed(seed)
+    noise = torch.randn(gh * gw, cfg.patch_latent_dim, generator=g).to(bundle.device)
+    tokens = {"bos": tok.bos, "eos": tok.eos, "vision_start": tok.vision_start, "vision_end": tok.vision_end}
+    with torch.no_grad():
+        x = sample_latent_tokens(model, tok.encode(context_text), noise, gh, gw, tokens, steps=steps, **T2I)
+        z = unpatchify_latent(x, gh, gw, cfg.latent_patch_size, cfg.latent_channels)
+        img = bundle.vae.decode(z.to(bundle.dtype)).float()
+    arr = ((img * 0.5 + 0.5).clamp(0, 1) * 255).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+    buf = io.BytesIO()
+    Image.fromarray(arr, "RGB").save(buf, "PNG")
+    return buf.getvalue()
+
+
+def unpatchify_latent(x, h: int, w: int, p: int, c: int):
+    """Latent tokens (h * w, p * p * c) -> a latent (c, h * p, w * p), the inverse of BAGEL's patching."""
+    import torch
+
+    return torch.einsum("hwpqc->chpwq", x.reshape(h, w, p, p, c)).reshape(c, h * p, w * p)
+
+
+def count_tokens(bundle, sample) -> int:
+    """The length of a sample in BAGEL's packed layout (``model.bagel_pack``), from the declared image sizes."""
+    from schemas import TextSegment
+
+    cfg, tok = bundle.cfg, bundle.tok
+    vit_tf, vae_tf = bundle.transforms
+    unit = cfg.vae_downsample * cfg.latent_patch_size
+
+    def vit(seg):
+        w, h = vit_tf.size(seg.width, seg.height)
+        return (w // cfg.vit.patch_size) * (h // cfg.vit.patch_size) + 2
+
+    def latent(seg):
+        w, h = vae_tf.size(seg.width, seg.height)
+        return (w // unit) * (h // unit) + 2
+
+    n, last = 0, len(sample.segments) - 1
+    for i, seg in enumerate(sample.segments):
+        if isinstance(seg, TextSegment):
+            n += len(tok.encode(seg.text)) + 2
+        elif seg.generation and cfg.visual_gen:
+            n += latent(seg)
+            if i != last:
+                n += latent(seg) + (vit(seg) if seg.understanding and cfg.vit is not None else 0)
+        elif cfg.vit is not None:
+            n += vit(seg)
+    return n

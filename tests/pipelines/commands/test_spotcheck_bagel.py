@@ -1,0 +1,241 @@
+"""``braid spotcheck --checkpoint BAGEL_DIR``: a tiny BAGEL folder with random weights made by BAGEL's own code in
+its checkpoint layout, video-like and web-like shards; the report scores the drawn samples, shows BAGEL's caption
+of every image and its regeneration of every image that follows text; a caption is the one a full-recompute greedy
+loop through the packed forward (``BagelModel.forward``, checked against BAGEL's code) gives for the same layout."""
+
+from __future__ import annotations
+
+import base64
+import html as htmllib
+import io
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "model"))  # the agreement tests' reference runner
+from test_bagel_agree import REFERENCE, RUNNER, SHIM, _reference_python
+
+from pipelines.commands.cli import main
+
+WORDS = ["Describe", "this", "image", "in", "one", "sentence", ".", "the", "ball", "moves", "left", "0", "1", "2", "a",
+         "red", "square", "on", "grey", "page"]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Torch on one thread: the CI machine has two shared cores."""
+    torch = pytest.importorskip("torch")
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _tokenizer(folder: Path, vocab: int) -> None:
+    """A word-level tokenizer.json filling the model's vocabulary (so every id decodes), with BAGEL's specials."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    from model.bagel_pack import SPECIAL
+
+    words = ["[UNK]", *dict.fromkeys(WORDS)]
+    words += [f"w{i}" for i in range(vocab - len(SPECIAL) - len(words))]
+    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.add_special_tokens(list(SPECIAL))
+    tok.save(str(folder / "tokenizer.json"))
+
+
+@pytest.fixture(scope="module")
+def bagel_dir(tmp_path_factory) -> Path:
+    """A tiny BAGEL checkpoint folder written by BAGEL's reference code (random weights, BAGEL's layout)."""
+    if not (REFERENCE / "modeling" / "bagel").is_dir():
+        pytest.skip(f"BAGEL's reference code is not at {REFERENCE}")
+    py = _reference_python()
+    folder = tmp_path_factory.mktemp("bagel") / "ckpt"
+    env = {**os.environ, "PYTHONPATH": f"{SHIM}{os.pathsep}{REFERENCE}", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([str(py), str(RUNNER), "make", str(folder)], env=env, capture_output=True, text=True,
+                          timeout=600, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    _tokenizer(folder, 320)
+    return folder
+
+
+def _web_sample():
+    from samples import jpeg_bytes
+
+    from schemas import CaptionerInfo, ImageSegment, Sample, Source, TextSegment
+
+    segs = (TextSegment("a page on a red square", role="caption", loss=True),
+            ImageSegment(jpeg_bytes((200, 30, 30)), "jpg", 64, 48, understanding=True, generation=False, role="image"),
+            TextSegment("the red square on grey", role="body", loss=True))
+    return Sample("w-000", "web", segs, Source("https://example.org/page"), CaptionerInfo("stub", "stub", ()))
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory) -> Path:
+    """Two video-like samples (frame, change caption, target frame, change caption, target frame) and one web-like
+    sample (text, an understanding-only image, text)."""
+    from samples import make_sample
+
+    from schemas import ShardWriter
+
+    out = tmp_path_factory.mktemp("shards")
+    with ShardWriter(out) as w:
+        for i in range(2):
+            w.write(make_sample(f"s-{i}", n_images=3))
+        w.write(_web_sample())
+    return out
+
+
+def _bundle(folder: Path):
+    from model.bagel_score import load_bagel_bundle
+
+    return load_bagel_bundle(folder, "cpu")
+
+
+def _forward_greedy(bundle, image: bytes, prompt: str, max_length: int) -> list[int]:
+    """Greedy tokens after the caption context, each step recomputing the whole packed sequence through
+    ``BagelModel.forward``: the image's ViT split at position 0, ``<|im_start|> prompt <|im_end|>`` from position 1,
+    then the generated tokens from ``<|im_start|>`` on, as a causal split."""
+    import torch
+
+    from model.bagel_spot import caption_pixels
+    from model.bagel_vit import patchify, position_ids
+
+    cfg, tok = bundle.cfg, bundle.tok
+    pixels = caption_pixels(bundle, image)
+    patches = patchify(pixels, cfg.vit.patch_size)
+    n = patches.shape[0]
+    text = [tok.bos, *tok.encode(prompt), tok.eos]
+    out, cur = [], tok.bos
+    for _ in range(max_length):
+        out.append(cur)
+        length = n + 2 + len(text) + len(out)
+        ce = torch.zeros(length, dtype=torch.bool)
+        ce[-1] = True
+        batch = {"sequence_length": length, "sample_lens": [length], "split_lens": [n + 2, len(text), len(out)],
+                 "attn_modes": ["full", "causal", "causal"],
+                 "packed_text_ids": torch.tensor([tok.vision_start, tok.vision_end, *text, *out]),
+                 "packed_text_indexes": torch.tensor([0, n + 1, *range(n + 2, length)]),
+                 "packed_position_ids": torch.tensor([0] * (n + 2) + list(range(1, 1 + len(text) + len(out)))),
+                 "ce_loss_indexes": ce, "packed_label_ids": torch.tensor([0]),
+                 "packed_vit_tokens": patches, "packed_vit_token_indexes": torch.arange(1, n + 1),
+                 "packed_vit_position_ids": position_ids(pixels.shape[1], pixels.shape[2], cfg.vit.patch_size,
+                                                         cfg.vit_max_num_patch_per_side),
+                 "vit_token_seqlens": torch.tensor([n], dtype=torch.int32)}
+        with torch.no_grad():
+            cur = int(bundle.model(batch)["logits"][-1].argmax())
+        if cur == tok.eos:
+            break
+    return out
+
+
+@pytest.mark.timeout(300)
+def test_caption_context_is_bagels_understanding_layout(bagel_dir):
+    """The context ``model.bagel_spot`` builds (embeddings, rotary positions, mask), decoded by a full-recompute
+    loop over it, yields the tokens of the packed-forward loop; the prompt and image both matter."""
+    import torch
+    from samples import jpeg_bytes
+
+    from model.bagel_lm import sample_mask
+    from model.bagel_spot import CAPTION_PROMPT, caption_context
+
+    bundle = _bundle(bagel_dir)
+    lm, tok = bundle.model.language_model, bundle.tok
+
+    def recompute(embeds, positions, mask, next_pos, max_length):
+        out, cur = [], tok.bos
+        for _ in range(max_length):
+            out.append(cur)
+            k = len(out)
+            x = torch.cat([embeds, lm.model.embed_tokens(torch.tensor(out))])
+            pos = torch.cat([positions, torch.arange(next_pos, next_pos + k)])
+            full = torch.zeros(len(x), len(x), dtype=torch.bool)
+            full[: len(embeds), : len(embeds)] = mask
+            full[len(embeds):] = sample_mask([len(x)], ["causal"])[len(embeds):]
+            with torch.no_grad():
+                h = lm(x, pos, torch.zeros(len(x), dtype=torch.bool), [len(x)], [full])
+                cur = int(lm.lm_head(h[-1]).argmax())
+            if cur == tok.eos:
+                break
+        return out
+
+    image = jpeg_bytes((40, 100, 200))
+    embeds, positions, mask, next_pos = caption_context(bundle, image, CAPTION_PROMPT)
+    n_text = len(tok.encode(CAPTION_PROMPT)) + 2
+    assert next_pos == 1 + n_text and int(positions[0]) == 0 and positions[-n_text:].tolist() == list(range(1, next_pos))
+    ours = recompute(embeds, positions, mask, next_pos, 9)
+    assert ours == _forward_greedy(bundle, image, CAPTION_PROMPT, 9)
+    assert len(ours) > 1
+    other = caption_context(bundle, image, "a red square")
+    assert not torch.equal(other[0][-3:], embeds[-3:])
+
+
+@pytest.mark.timeout(300)
+def test_caption_image_equals_a_full_recompute(bagel_dir):
+    from samples import jpeg_bytes
+
+    from model.bagel_spot import CAPTION_PROMPT, caption_image
+
+    bundle = _bundle(bagel_dir)
+    image = jpeg_bytes((200, 30, 30))
+    tokens = _forward_greedy(bundle, image, CAPTION_PROMPT, 9)
+    assert caption_image(bundle, image, CAPTION_PROMPT, max_tokens=8) == bundle.tok.decode(tokens[1:]).strip()
+
+
+def _data_uri_size(uri: str) -> tuple[int, int]:
+    from PIL import Image
+
+    with Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))) as im:
+        return im.size
+
+
+@pytest.mark.timeout(600)
+def test_spotcheck_with_a_bagel_checkpoint(bagel_dir, shards, tmp_path, capsys):
+    """Scores as ``braid score`` computes them, a caption per image, a regeneration per image after text, at
+    BAGEL's generation size for the image."""
+    from model.bagel_score import score_samples_bagel
+    from model.bagel_spot import generation_size
+    from schemas import read_samples
+
+    out = tmp_path / "report.html"
+    assert main(["spotcheck", str(shards), "--checkpoint", str(bagel_dir), "--n", "3", "--out", str(out),
+                 "--steps", "3", "--caption-tokens", "6", "--device", "cpu", "--thumb", "256"]) == 0
+    page = out.read_text()
+    assert page.count('<section class="sample"') == 3
+    assert "Describe this image in one sentence." in htmllib.unescape(page)  # the prompt is named
+    samples = sorted((s for p in sorted(shards.glob("*.tar")) for s in read_samples(p)), key=lambda s: s.key)
+    bundle = _bundle(bagel_dir)
+    for sc in score_samples_bagel(bundle, samples):
+        assert sc.score is not None, sc.note
+        assert f"score {sc.score:.3f}" in page
+    assert page.count("CE/token") == 6 and page.count("velocity MSE") == 4
+    assert page.count("BAGEL caption:") == 7  # every image
+    regens = re.findall(r'<img src="(data:[^"]+)" alt="regenerated image (\d+)"', page)
+    assert len(regens) == 5  # every image after some text: two targets per video sample, the web image
+    for uri, _ in regens:
+        assert _data_uri_size(uri) == generation_size(bundle, 64, 48) == (80, 64)
+    # the first caption shown is the one a full recompute gives for that image
+    first = samples[0]
+    caption = re.search(r"<b>BAGEL caption:</b> (.*?)</div>", page[page.index(f'id="{first.key}"'):])[1]
+    tokens = _forward_greedy(bundle, first.segments[0].data, "Describe this image in one sentence.", 7)
+    assert htmllib.unescape(caption) == bundle.tok.decode(tokens[1:]).strip()
+    assert "scored with" in capsys.readouterr().out
+
+
+@pytest.mark.timeout(120)
+def test_bad_bagel_folder_is_one_clear_line(bagel_dir, shards, tmp_path, capsys):
+    import shutil
+
+    folder = tmp_path / "bad"
+    shutil.copytree(bagel_dir, folder)
+    (folder / "ema.safetensors").unlink()
+    out = tmp_path / "r.html"
+    assert main(["spotcheck", str(shards), "--checkpoint", str(folder), "--out", str(out), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--checkpoint:" in err and "holds no weights" in err, err
+    assert not out.exists()
