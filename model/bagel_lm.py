@@ -9,7 +9,9 @@ final RMSNorm per expert. Keys in a state dict are those of BAGEL's ``language_m
 
 The generalised causal mask of one sample, from its splits (``causal``, ``full`` or ``noise``): a token
 sees earlier tokens and the whole of its own ``full``/``noise`` split, and nothing sees a ``noise`` split
-from outside it. Computation is in the weights' dtype; attention goes through PyTorch's SDPA per sample.
+from outside it. Computation is in the weights' dtype; attention goes through PyTorch's SDPA per sample. The
+layers work on rows grouped by expert (``Experts``), so each expert's projections are one matrix product on a
+contiguous slice; attention takes the original order back.
 """
 
 from __future__ import annotations
@@ -72,27 +74,45 @@ class SwiGLU(nn.Module):
         return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
 
 
-def routed(x, gen, und_fn, gen_fn, width: int | None = None):
-    """Rows of ``x`` where ``gen`` is False through ``und_fn``, the others through ``gen_fn`` (in the dtype the
-    experts give, which under autocast is not the input's)."""
-    und_idx, gen_idx = (~gen).nonzero().squeeze(1), gen.nonzero().squeeze(1)
-    a = und_fn(x[und_idx]) if und_idx.numel() else None
-    b = gen_fn(x[gen_idx]) if gen_idx.numel() else None
-    first = a if a is not None else b
-    if first is None:
-        return x.new_zeros((x.shape[0], width or x.shape[1]))
-    out = first.new_zeros((x.shape[0], first.shape[1]))
-    if a is not None:
-        out[und_idx] = a
-    if b is not None:
-        out[gen_idx] = b.to(out.dtype)
-    return out
+class Experts:
+    """The packed sequence's rows grouped by expert: understanding rows first, then generation rows, so that each
+    expert's projections run on one contiguous slice. Attention needs the original order back (``ungroup``)."""
+
+    def __init__(self, gen):
+        und_idx, gen_idx = (~gen).nonzero().squeeze(1), gen.nonzero().squeeze(1)
+        self.n_und = und_idx.numel()
+        self.plain = gen_idx.numel() == 0  # text and ViT rows only: no regrouping
+        self.order = torch.cat([und_idx, gen_idx])  # grouped row -> original row
+        self.inverse = torch.empty_like(self.order)
+        self.inverse[self.order] = torch.arange(self.order.numel(), device=gen.device)
+
+    def group(self, x):
+        return x if self.plain else x.index_select(0, self.order)
+
+    def ungroup(self, x):
+        return x if self.plain else x.index_select(0, self.inverse)
+
+    def apply(self, x, und_fn, gen_fn):
+        """Grouped rows through their experts (in the dtype the understanding expert gives: under autocast it is
+        not the input's)."""
+        n = self.n_und
+        if n == x.shape[0]:
+            return und_fn(x)
+        if n == 0:
+            return gen_fn(x)
+        a = und_fn(x[:n])
+        return torch.cat([a, gen_fn(x[n:]).to(a.dtype)])
 
 
-def rotary(positions, head_dim: int, theta: float, dtype):
+def rope_inv_freq(head_dim: int, theta: float, device=None):
+    """Qwen2's rotary frequencies (head_dim / 2,), float32."""
+    return 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.int64).float().to(device) / head_dim))
+
+
+def rotary(positions, head_dim: int, theta: float, dtype, inv_freq=None):
     """(cos, sin), each (N, head_dim), of Qwen2's rotary embedding at integer positions."""
-    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.int64).float().to(positions.device)
-                                / head_dim))
+    if inv_freq is None:
+        inv_freq = rope_inv_freq(head_dim, theta, positions.device)
     freqs = positions.float()[:, None] * inv_freq[None, :]
     emb = torch.cat((freqs, freqs), dim=-1)
     return emb.cos().to(dtype), emb.sin().to(dtype)
@@ -135,16 +155,16 @@ class MoTAttention(nn.Module):
             setattr(self, f"q_norm{suffix}", RMSNorm(hd, cfg.rms_norm_eps))
             setattr(self, f"k_norm{suffix}", RMSNorm(hd, cfg.rms_norm_eps))
 
-    def forward(self, x, gen, cos, sin, sample_lens: list[int], masks: list):
+    def forward(self, x, ex: Experts, cos, sin, sample_lens: list[int], masks: list):
+        """Grouped rows ``x`` (N, D) -> grouped rows (N, D); attention per sample in the original order."""
         hd, h, kv = self.head_dim, self.heads, self.kv_heads
-        q = routed(x, gen, self.q_proj, self.q_proj_moe_gen, h * hd).view(-1, h, hd)
-        k = routed(x, gen, self.k_proj, self.k_proj_moe_gen, kv * hd).view(-1, kv, hd)
-        v = routed(x, gen, self.v_proj, self.v_proj_moe_gen, kv * hd).view(-1, kv, hd)
-        q = routed(q.flatten(1), gen, lambda t: self.q_norm(t.view(-1, h, hd)).flatten(1),
-                   lambda t: self.q_norm_moe_gen(t.view(-1, h, hd)).flatten(1)).view(-1, h, hd)
-        k = routed(k.flatten(1), gen, lambda t: self.k_norm(t.view(-1, kv, hd)).flatten(1),
-                   lambda t: self.k_norm_moe_gen(t.view(-1, kv, hd)).flatten(1)).view(-1, kv, hd)
+        q = ex.apply(x, self.q_proj, self.q_proj_moe_gen).view(-1, h, hd)
+        k = ex.apply(x, self.k_proj, self.k_proj_moe_gen).view(-1, kv, hd)
+        v = ex.apply(x, self.v_proj, self.v_proj_moe_gen).view(-1, kv, hd)
+        q = ex.apply(q, self.q_norm, self.q_norm_moe_gen)
+        k = ex.apply(k, self.k_norm, self.k_norm_moe_gen)
         q, k = _rotate(q, cos, sin), _rotate(k, cos, sin)
+        q, k, v = ex.ungroup(q), ex.ungroup(k), ex.ungroup(v)
         k = k.repeat_interleave(h // kv, dim=1)
         v = v.repeat_interleave(h // kv, dim=1)
         outs = []
@@ -152,8 +172,8 @@ class MoTAttention(nn.Module):
             o = F.scaled_dot_product_attention(qs.transpose(0, 1)[None], ks.transpose(0, 1)[None],
                                                vs.transpose(0, 1)[None], attn_mask=mask[None, None])
             outs.append(o[0].transpose(0, 1))
-        o = torch.cat(outs).reshape(-1, h * hd)
-        return routed(o, gen, self.o_proj, self.o_proj_moe_gen, x.shape[1])
+        o = ex.group(torch.cat(outs).reshape(-1, h * hd))
+        return ex.apply(o, self.o_proj, self.o_proj_moe_gen)
 
 
 class MoTLayer(nn.Module):
@@ -165,11 +185,11 @@ class MoTLayer(nn.Module):
             setattr(self, name, RMSNorm(cfg.hidden_size, cfg.rms_norm_eps))
             setattr(self, f"{name}_moe_gen", RMSNorm(cfg.hidden_size, cfg.rms_norm_eps))
 
-    def forward(self, x, gen, cos, sin, sample_lens, masks):
-        h = routed(x, gen, self.input_layernorm, self.input_layernorm_moe_gen)
-        x = x + self.self_attn(h, gen, cos, sin, sample_lens, masks)
-        return x + routed(x, gen, lambda t: self.mlp(self.post_attention_layernorm(t)),
-                          lambda t: self.mlp_moe_gen(self.post_attention_layernorm_moe_gen(t)))
+    def forward(self, x, ex: Experts, cos, sin, sample_lens, masks):
+        h = ex.apply(x, self.input_layernorm, self.input_layernorm_moe_gen)
+        x = x + self.self_attn(h, ex, cos, sin, sample_lens, masks)
+        return x + ex.apply(x, lambda t: self.mlp(self.post_attention_layernorm(t)),
+                            lambda t: self.mlp_moe_gen(self.post_attention_layernorm_moe_gen(t)))
 
 
 class Qwen2MoTBody(nn.Module):
@@ -193,7 +213,9 @@ class BagelLanguageModel(nn.Module):
     def forward(self, x, positions, gen, sample_lens: list[int], masks: list):
         """Final hidden states (N, D) of a packed sequence ``x`` (N, D): ``positions`` (N,) rotary positions,
         ``gen`` (N,) True for generation-expert tokens, one (L, L) bool mask per sample of ``sample_lens``."""
-        cos, sin = rotary(positions, self.cfg.head_dim, self.cfg.rope_theta, x.dtype)
+        ex = Experts(gen)
+        cos, sin = rotary(ex.group(positions), self.cfg.head_dim, self.cfg.rope_theta, x.dtype)
+        x = ex.group(x)
         for layer in self.model.layers:
-            x = layer(x, gen, cos, sin, sample_lens, masks)
-        return routed(x, gen, self.model.norm, self.model.norm_moe_gen)
+            x = layer(x, ex, cos, sin, sample_lens, masks)
+        return ex.ungroup(ex.apply(x, self.model.norm, self.model.norm_moe_gen))

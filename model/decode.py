@@ -46,12 +46,14 @@ def spec_for(model) -> LMSpec:
             return apply_rope(q, cos, sin), apply_rope(k, cos, sin)
 
         return LMSpec(c.n_heads, c.n_kv_heads, c.head_dim, rope)
-    from model.bagel_lm import _rotate, rotary
+    from model.bagel_lm import _rotate, rope_inv_freq, rotary
 
     c = model.language_model.cfg
+    inv_freq = rope_inv_freq(c.head_dim, c.rope_theta, model.language_model.lm_head.weight.device)  # made once: a
+    # step captured as a CUDA graph may not copy from the host
 
     def bagel_rope(q, k, pos):
-        cos, sin = rotary(pos, c.head_dim, c.rope_theta, q.dtype)
+        cos, sin = rotary(pos, c.head_dim, c.rope_theta, q.dtype, inv_freq)
         return _rotate(q, cos, sin), _rotate(k, cos, sin)
 
     return LMSpec(c.num_attention_heads, c.num_key_value_heads, c.head_dim, bagel_rope)
