@@ -28,6 +28,14 @@ def _sync(device):
         torch.cuda.synchronize()
 
 
+def agreement(ours: list, eager: list, full: list) -> str:
+    """How the decoded tokens compare: graphs against eager steps (the same arithmetic: equal), and against full
+    recomputation (other kernels: in bf16 near-tied logits of random weights may part ways after a while)."""
+    k = next((i for i, (a, b) in enumerate(zip(ours, full)) if a != b), min(len(ours), len(full)))
+    return (f"tokens equal to the eager steps': {ours == eager}; first {k} of {min(len(ours), len(full))} equal "
+            f"to full recomputation's")
+
+
 def main(argv=None) -> int:
     import torch
     from PIL import Image
@@ -95,12 +103,12 @@ def main(argv=None) -> int:
         eager.generate_text(ctx_c, TextGenConfig(max_new_tokens=4))
         t_e, out_e = timed(lambda: eager.generate_text(ctx_c, tcfg))
         n_c, n_f, n_e = len(out_c[2]), len(out_f[2]), len(out_e[2])
-        same = out_c[2][: min(n_c, n_f)] == out_f[2][: min(n_c, n_f)] and out_c[2] == out_e[2]
+        same = agreement(out_c[2], out_e[2], out_f[2])
         rows.append(("text, full recompute (baseline)", f"{n_f / t_f:.1f} tokens/s", f"{n_f} tokens"))
         rows.append(("text, static KV cache, no graphs", f"{n_e / t_e:.1f} tokens/s", f"{n_e} tokens"))
         ratio = (n_c / t_c) / (n_f / t_f)
         graphs = dev.type == "cuda"
-        note = f"{n_c} tokens; speed-up {ratio:.1f}x; same tokens all three ways: {same}"
+        note = f"{n_c} tokens; speed-up {ratio:.1f}x; {same}"
         rows.append((f"text, static KV cache{', CUDA graphs' if graphs else ''}", f"{n_c / t_c:.1f} tokens/s", note))
 
         full = ctx_c
@@ -147,7 +155,7 @@ def main(argv=None) -> int:
             baseline_name="full recompute of the sequence at every token",
             met=(n_c / t_c >= 200) if graphs and args.preset == "base" else None,
             note=f"target (base preset, H200): 200 tokens/s; same cache without graphs: {n_e / t_e:.1f} tokens/s; "
-                 f"same tokens all three ways: {same}"),
+                 f"{same}"),
         Row(name=f"image {side}x{side}, {args.steps} steps, CFG text 3 + image 1.5", metric="s/image", ours=t_g,
             note=f"without guidance: {t_p:.3f} s/image"),
     ], extra={"preset": args.preset, "dtype": str(dtype), "context_tokens": ctx_c.length,
