@@ -18,6 +18,8 @@ import logging
 import os
 import time
 import warnings
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
 from pathlib import Path
 
 from pipelines.core.limits import apply_limited
@@ -160,25 +162,87 @@ def _timed(clock: StageClock, st: Stage, part: list[dict], run: RunConfig, state
 
 
 def _run_local(stages, pending, run, out, prefix, done_units) -> None:
-    states = [st.setup(st.cfg) if st.setup else None for st in stages]
     sink = RunSink(out, prefix, done_units, run.max_samples_per_shard, run.max_shard_bytes, _uris(pending))
+    try:
+        with closing(_stream_local(stages, pending, run, out)) as batches:
+            for batch in batches:
+                sink.consume(batch)
+    finally:
+        sink.close()
+
+
+def _stream_local(stages, pending, run, out) -> Iterator[list[dict]]:
+    """In-process: chunk by chunk, each stage over the whole chunk in its batch size; the last stage's
+    batches are yielded as they finish."""
+    states = [st.setup(st.cfg) if st.setup else None for st in stages]
     clock = StageClock(out)
     try:
         for i in range(0, len(pending), run.chunk_size):
             batch = pending[i : i + run.chunk_size]
-            for st, state in zip(stages, states):
-                nxt = []
-                for j in range(0, len(batch), st.batch_size):
-                    nxt.extend(_timed(clock, st, batch[j : j + st.batch_size], run, state))
-                batch = nxt
-            sink.consume(batch)
+            for st, state in zip(stages[:-1], states[:-1]):
+                batch = [r for j in range(0, len(batch), st.batch_size)
+                         for r in _timed(clock, st, batch[j : j + st.batch_size], run, state)]
+            for j in range(0, len(batch), stages[-1].batch_size):
+                yield _timed(clock, stages[-1], batch[j : j + stages[-1].batch_size], run, states[-1])
     finally:
         clock.flush()
-        sink.close()
-        for st, state in zip(stages, states):
+        for state in states:
             close = getattr(state, "close", None)
             if callable(close):
                 close()
+
+
+@contextmanager
+def session(run: RunConfig) -> Iterator[dict[str, float]]:
+    """The resources a job run inside the block gets, so a caller can size its stages before running them
+    (one actor per GPU, say). With ``executor: ray`` Ray stays connected for the whole block and yields the
+    cluster's resources (a local instance started here is shut down after the block); in-process, this
+    machine's CPUs. ConfigError for an unreachable cluster."""
+    if run.executor != "ray":
+        yield {"CPU": float(os.cpu_count() or 1)}
+        return
+    ray, started = _ray_init(run)
+    try:
+        yield {k: float(v) for k, v in ray.cluster_resources().items()}
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def stream_stages(stages: list[Stage], inputs: list[dict], run: RunConfig, work_dir: str | Path, *,
+                  task_retries: int = -1) -> Iterator[list[dict]]:
+    """Run ``stages`` over ``inputs`` (in-process or on Ray, as ``run.executor`` says) and yield the output
+    records batch by batch as they finish (on Ray in no fixed order), for a caller that writes its results
+    itself: no shards, manifest, resume or summary here; the caller owns its accounting. Stage times go
+    under ``work_dir``.
+
+    ``task_retries`` (Ray): how often a batch whose actor died (process killed, out of memory, a crash in
+    native code) is retried on the restarted actor; -1, without limit. With a limit, a batch that still
+    fails is left out (Ray logs it) and the job goes on: its records are missing from what is yielded.
+    """
+    check_stages(stages)
+    work = Path(work_dir)
+    if run.executor == "local":
+        yield from _stream_local(stages, inputs, run, work)
+        return
+    ray, started = _ray_init(run)
+    try:
+        total = ray.cluster_resources()
+        plan, _ = plan_cpus(stages, float(total.get("CPU", 1)))
+        if not _cluster_address(run):
+            _check_gpus(stages, float(total.get("GPU", 0)))
+        ctx = ray.data.DataContext.get_current()
+        errored = ctx.max_errored_blocks
+        ctx.max_errored_blocks = -1 if task_retries >= 0 else errored
+        try:
+            ds = _dataset(ray, plan, stages, inputs, run, work, task_retries)
+        finally:
+            ctx.max_errored_blocks = errored  # the dataset keeps its own copy of the context
+        for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+            yield _rows(batch)
+    finally:
+        if started:
+            ray.shutdown()
 
 
 # ---------------------------------------------------------------- Ray Data
@@ -344,29 +408,36 @@ def _part_records(out: Path, part: str) -> list[dict]:
 
 def _run_ray(ray, plan, stages, pending, run, out, prefix, done_units) -> None:
     plan, writer_cpus = plan
+    ds = _dataset(ray, plan, stages, pending, run, out)
+    ds.write_datasink(_make_sink(out, prefix, done_units, run, _uris(pending)), ray_remote_args={"num_cpus": writer_cpus})
+    return _ray_stats_text(ds)
+
+
+def _dataset(ray, plan: list[float], stages, pending, run, out, task_retries: int = -1):
+    """The Ray Data dataset of ``stages`` over ``pending``: tasks for CPU stages, actor pools for set-up stages."""
     ctx = ray.data.DataContext.get_current()
     _quiet_ray_data(ctx)
     ds = ray.data.from_items([{"rec": _Box(r)} for r in pending], override_num_blocks=max(1, min(len(pending), 64)))
     for st, cpus in zip(stages, plan):
         if st.setup:
             lo, hi = _pool(st)
-            # a dead actor (node lost, process killed) is restarted and its batch retried, without limit:
-            # a caption batch is pure work, and a stage error is already a failed record, never a raise.
+            # a dead actor (node lost, process killed) is restarted and its batch retried, without limit
+            # (unless ``task_retries`` says otherwise): a caption batch is pure work, and a stage error is
+            # already a failed record, never a raise.
             # Said explicitly (it is also Ray Data's default) because differing remote args also keep Ray
             # Data from fusing the CPU task stage before into this pool, so CPU stages scale on their own
             with warnings.catch_warnings():  # Ray 2.60 flags these two as to-be-renamed; they still work
                 warnings.simplefilter("ignore", DeprecationWarning)
                 ds = ds.map_batches(_actor_class(st, run, out), batch_size=st.batch_size,
                                     compute=ray.data.ActorPoolStrategy(min_size=lo, max_size=hi),
-                                    num_cpus=cpus, num_gpus=st.num_gpus or None, max_restarts=-1, max_task_retries=-1,
-                                    batch_format="numpy", zero_copy_batch=False)
+                                    num_cpus=cpus, num_gpus=st.num_gpus or None, max_restarts=-1,
+                                    max_task_retries=task_retries, batch_format="numpy", zero_copy_batch=False)
         else:
             # a per-stage subclass, so Ray Data's operator names and stats say which stage it is
             task = type(st.name, (_TaskStage,), {})(st, run, out)
             ds = ds.map_batches(task,
                                 batch_size=st.batch_size, num_cpus=cpus, batch_format="numpy", zero_copy_batch=False)
-    ds.write_datasink(_make_sink(out, prefix, done_units, run, _uris(pending)), ray_remote_args={"num_cpus": writer_cpus})
-    return _ray_stats_text(ds)
+    return ds
 
 
 def _ray_stats_text(ds) -> str | None:
