@@ -30,7 +30,12 @@ def caption_pixels(bundle, image_bytes: bytes):
 
     vit_tf, vae_tf = bundle.transforms
     with Image.open(io.BytesIO(image_bytes)) as im:
-        im = im.convert("RGB")
+        if im.mode == "RGBA" or im.info.get("transparency") is not None:  # transparency over white, as BAGEL does
+            rgba = im.convert("RGBA")
+            im = Image.new("RGB", rgba.size, (255, 255, 255))
+            im.paste(rgba, mask=rgba.split()[3])
+        else:
+            im = im.convert("RGB")
         im = im.resize(vae_tf.size(*im.size), Image.BICUBIC)
     buf = io.BytesIO()
     im.save(buf, "PNG")  # lossless hand-over to the ViT transform, which reads encoded bytes
@@ -67,13 +72,21 @@ def caption_context(bundle, image_bytes: bytes, prompt: str = CAPTION_PROMPT):
 
 
 def caption_image(bundle, image_bytes: bytes, prompt: str = CAPTION_PROMPT, max_tokens: int = 40) -> str:
-    """BAGEL's greedy answer to ``prompt`` about the image (at most ``max_tokens`` tokens)."""
+    """BAGEL's greedy answer to ``prompt`` about the image (at most ``max_tokens`` tokens after the start token),
+    cut as BAGEL's inferencer cuts it: the text between the first ``<|im_start|>`` and the next ``<|im_end|>``
+    (special tokens kept as text), stripped."""
     from model.bagel_generate import greedy_after
 
     embeds, positions, mask, next_pos = caption_context(bundle, image_bytes, prompt)
     tok = bundle.tok
     out = greedy_after(bundle.model, embeds, positions, mask, next_pos, tok.bos, tok.eos, max_tokens + 1)
-    return tok.decode(out[1:]).strip()
+    return answer_text(tok, out)
+
+
+def answer_text(tok, ids: list[int]) -> str:
+    """The answer in generated ids (start token first), as BAGEL's ``gen_text`` cuts it."""
+    text = tok.tok.decode(list(ids), skip_special_tokens=False)
+    return text.split("<|im_end|>")[0].split("<|im_start|>")[1].strip()
 
 
 def generation_size(bundle, width: int, height: int) -> tuple[int, int]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import html as htmllib
 import io
+import json
 import os
 import re
 import subprocess
@@ -20,6 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "model"))  # the ag
 from test_bagel_agree import REFERENCE, RUNNER, SHIM, _reference_python
 
 from pipelines.commands.cli import main
+
+CAPTION_RUNNER = Path(__file__).with_name("bagel_caption_runner.py")
 
 WORDS = ["Describe", "this", "image", "in", "one", "sentence", ".", "the", "ball", "moves", "left", "0", "1", "2", "a",
          "red", "square", "on", "grey", "page"]
@@ -134,57 +137,63 @@ def _forward_greedy(bundle, image: bytes, prompt: str, max_length: int) -> list[
     return out
 
 
-@pytest.mark.timeout(300)
-def test_caption_context_is_bagels_understanding_layout(bagel_dir):
-    """The context ``model.bagel_spot`` builds (embeddings, rotary positions, mask), decoded by a full-recompute
-    loop over it, yields the tokens of the packed-forward loop; the prompt and image both matter."""
+def _recompute_after(bundle, embeds, positions, mask, next_pos: int, max_length: int):
+    """(tokens, logits of each step): greedy decoding after a prefilled context, each step recomputing the whole
+    sequence through the language model (the generated tokens a causal split after the context)."""
     import torch
-    from samples import jpeg_bytes
 
     from model.bagel_lm import sample_mask
-    from model.bagel_spot import CAPTION_PROMPT, caption_context
 
-    bundle = _bundle(bagel_dir)
     lm, tok = bundle.model.language_model, bundle.tok
-
-    def recompute(embeds, positions, mask, next_pos, max_length):
-        out, cur = [], tok.bos
-        for _ in range(max_length):
-            out.append(cur)
-            k = len(out)
-            x = torch.cat([embeds, lm.model.embed_tokens(torch.tensor(out))])
-            pos = torch.cat([positions, torch.arange(next_pos, next_pos + k)])
-            full = torch.zeros(len(x), len(x), dtype=torch.bool)
-            full[: len(embeds), : len(embeds)] = mask
-            full[len(embeds):] = sample_mask([len(x)], ["causal"])[len(embeds):]
-            with torch.no_grad():
-                h = lm(x, pos, torch.zeros(len(x), dtype=torch.bool), [len(x)], [full])
-                cur = int(lm.lm_head(h[-1]).argmax())
-            if cur == tok.eos:
-                break
-        return out
-
-    image = jpeg_bytes((40, 100, 200))
-    embeds, positions, mask, next_pos = caption_context(bundle, image, CAPTION_PROMPT)
-    n_text = len(tok.encode(CAPTION_PROMPT)) + 2
-    assert next_pos == 1 + n_text and int(positions[0]) == 0 and positions[-n_text:].tolist() == list(range(1, next_pos))
-    ours = recompute(embeds, positions, mask, next_pos, 9)
-    assert ours == _forward_greedy(bundle, image, CAPTION_PROMPT, 9)
-    assert len(ours) > 1
-    other = caption_context(bundle, image, "a red square")
-    assert not torch.equal(other[0][-3:], embeds[-3:])
+    out, logits, cur = [], [], tok.bos
+    for _ in range(max_length):
+        out.append(cur)
+        x = torch.cat([embeds, lm.model.embed_tokens(torch.tensor(out))])
+        pos = torch.cat([positions, torch.arange(next_pos, next_pos + len(out))])
+        full = sample_mask([len(x)], ["causal"])
+        full[: len(embeds), : len(embeds)] = mask
+        with torch.no_grad():
+            h = lm(x, pos, torch.zeros(len(x), dtype=torch.bool), [len(x)], [full])
+            logits.append(lm.lm_head(h[-1]).float())
+        cur = int(logits[-1].argmax())
+        if cur == tok.eos:
+            break
+    return out, torch.stack(logits)
 
 
 @pytest.mark.timeout(300)
-def test_caption_image_equals_a_full_recompute(bagel_dir):
+def test_caption_agrees_with_bagels_inferencer(bagel_dir, tmp_path):
+    """BAGEL's own InterleaveInferencer (understanding mode, greedy) on an image's ViT input and the caption prompt:
+    the context ``model.bagel_spot`` builds, decoded by a full-recompute loop, gives the same logits at every step
+    and the same tokens (so embeddings, rotary positions, splits and attention modes are BAGEL's); the packed-forward
+    loop gives those tokens too; ``caption_image`` gives BAGEL's answer text."""
+    import torch
+    from safetensors.torch import load_file, save_file
     from samples import jpeg_bytes
 
-    from model.bagel_spot import CAPTION_PROMPT, caption_image
+    from model.bagel_spot import CAPTION_PROMPT, answer_text, caption_context, caption_image, caption_pixels
 
     bundle = _bundle(bagel_dir)
     image = jpeg_bytes((200, 30, 30))
-    tokens = _forward_greedy(bundle, image, CAPTION_PROMPT, 9)
-    assert caption_image(bundle, image, CAPTION_PROMPT, max_tokens=8) == bundle.tok.decode(tokens[1:]).strip()
+    save_file({"pixels": caption_pixels(bundle, image).contiguous()}, str(tmp_path / "pixels.safetensors"))
+    env = {**os.environ, "PYTHONPATH": f"{SHIM}{os.pathsep}{REFERENCE}", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([str(_reference_python()), str(CAPTION_RUNNER), str(bagel_dir),
+                           str(tmp_path / "pixels.safetensors"), CAPTION_PROMPT, "9", str(tmp_path / "ref.safetensors")],
+                          env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ref_text = json.loads(proc.stdout.strip().splitlines()[-1]).strip()
+    ref_logits = load_file(str(tmp_path / "ref.safetensors"))["logits"]
+
+    embeds, positions, mask, next_pos = caption_context(bundle, image, CAPTION_PROMPT)
+    n_text = len(bundle.tok.encode(CAPTION_PROMPT)) + 2
+    assert next_pos == 1 + n_text and positions[-n_text:].tolist() == list(range(1, next_pos))
+    tokens, logits = _recompute_after(bundle, embeds, positions, mask, next_pos, 9)
+    assert logits.shape == ref_logits.shape and len(tokens) > 1
+    # BAGEL's cached attention rounds queries, keys and values to bfloat16: logits agree to that rounding
+    torch.testing.assert_close(logits, ref_logits, rtol=0, atol=5e-3)
+    assert answer_text(bundle.tok, tokens) == ref_text
+    assert _forward_greedy(bundle, image, CAPTION_PROMPT, 9) == tokens
+    assert caption_image(bundle, image, CAPTION_PROMPT, max_tokens=8) == ref_text
 
 
 def _data_uri_size(uri: str) -> tuple[int, int]:
@@ -199,7 +208,7 @@ def test_spotcheck_with_a_bagel_checkpoint(bagel_dir, shards, tmp_path, capsys):
     """Scores as ``braid score`` computes them, a caption per image, a regeneration per image after text, at
     BAGEL's generation size for the image."""
     from model.bagel_score import score_samples_bagel
-    from model.bagel_spot import generation_size
+    from model.bagel_spot import answer_text, generation_size
     from schemas import read_samples
 
     out = tmp_path / "report.html"
@@ -223,7 +232,7 @@ def test_spotcheck_with_a_bagel_checkpoint(bagel_dir, shards, tmp_path, capsys):
     first = samples[0]
     caption = re.search(r"<b>BAGEL caption:</b> (.*?)</div>", page[page.index(f'id="{first.key}"'):])[1]
     tokens = _forward_greedy(bundle, first.segments[0].data, "Describe this image in one sentence.", 7)
-    assert htmllib.unescape(caption) == bundle.tok.decode(tokens[1:]).strip()
+    assert htmllib.unescape(caption) == answer_text(bundle.tok, tokens)
     assert "scored with" in capsys.readouterr().out
 
 
