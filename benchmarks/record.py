@@ -91,6 +91,10 @@ def machine_slug(name: str) -> str:
 
 
 def current_commit() -> str:
+    """The checkout's commit; ``BRAID_COMMIT`` wins (a copied tree, as on a remote GPU machine, may carry a stale
+    ``.git``)."""
+    if os.environ.get("BRAID_COMMIT"):
+        return os.environ["BRAID_COMMIT"]
     try:
         rev = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True,
                              cwd=RESULTS.parent, check=True).stdout.strip()
@@ -98,7 +102,7 @@ def current_commit() -> str:
                                text=True, cwd=RESULTS.parent, check=False).stdout.strip()
         return rev + ("+dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
-        return os.environ.get("BRAID_COMMIT", "unknown")
+        return "unknown"
 
 
 def library_versions(names: tuple[str, ...]) -> dict[str, str]:
