@@ -3,7 +3,9 @@
 Both ways read the same inputs, run the same stage list and end in the same sink; the driver
 then writes ``summary.json``. Resume: inputs whose outcome is already final in the output
 directory are not run again; parts already final are skipped by the sink; incomplete shards
-(no stats file) and temp files are removed first.
+(no stats file) and temp files are removed first. A command that writes its own results
+(``braid score``) runs its stages through ``stream_stages`` instead and gets their output records
+back as batches finish (sized first, if it needs to be, from ``session``'s resources).
 
 On Ray, actor stages together hold at most half of the cluster's CPUs (see ``plan_cpus``): actors
 keep their CPUs for the whole job, and on a small machine they would otherwise starve the tasks
