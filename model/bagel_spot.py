@@ -110,8 +110,7 @@ def regenerate_image(bundle, context_text: str, width: int, height: int, steps: 
     w, h = generation_size(bundle, width, height)
     unit = cfg.vae_downsample * cfg.latent_patch_size
     gh, gw = h // unit, w // unit
-    g = torch.Generator().manual_seed(seed)
-    noise = torch.randn(gh * gw, cfg.patch_latent_dim, generator=g).to(bundle.device)
+    noise = start_noise(bundle, w, h, seed).to(bundle.device)
     tokens = {"bos": tok.bos, "eos": tok.eos, "vision_start": tok.vision_start, "vision_end": tok.vision_end}
     with torch.no_grad():
         x = sample_latent_tokens(model, tok.encode(context_text), noise, gh, gw, tokens, steps=steps, **T2I)
@@ -121,6 +120,15 @@ def regenerate_image(bundle, context_text: str, width: int, height: int, steps: 
     buf = io.BytesIO()
     Image.fromarray(arr, "RGB").save(buf, "PNG")
     return buf.getvalue()
+
+
+def start_noise(bundle, width: int, height: int, seed: int):
+    """The sampler's start noise (latent tokens x patch latent dim, float32, on the CPU) for a fitted size."""
+    import torch
+
+    unit = bundle.cfg.vae_downsample * bundle.cfg.latent_patch_size
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn((height // unit) * (width // unit), bundle.cfg.patch_latent_dim, generator=g)
 
 
 def unpatchify_latent(x, h: int, w: int, p: int, c: int):

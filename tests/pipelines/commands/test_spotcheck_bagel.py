@@ -22,7 +22,7 @@ from test_bagel_agree import REFERENCE, RUNNER, SHIM, _reference_python
 
 from pipelines.commands.cli import main
 
-CAPTION_RUNNER = Path(__file__).with_name("bagel_caption_runner.py")
+RUNNER_SPOT = Path(__file__).with_name("bagel_spot_runner.py")
 
 WORDS = ["Describe", "this", "image", "in", "one", "sentence", ".", "the", "ball", "moves", "left", "0", "1", "2", "a",
          "red", "square", "on", "grey", "page"]
@@ -177,7 +177,7 @@ def test_caption_agrees_with_bagels_inferencer(bagel_dir, tmp_path):
     image = jpeg_bytes((200, 30, 30))
     save_file({"pixels": caption_pixels(bundle, image).contiguous()}, str(tmp_path / "pixels.safetensors"))
     env = {**os.environ, "PYTHONPATH": f"{SHIM}{os.pathsep}{REFERENCE}", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([str(_reference_python()), str(CAPTION_RUNNER), str(bagel_dir),
+    proc = subprocess.run([str(_reference_python()), str(RUNNER_SPOT), "caption", str(bagel_dir),
                            str(tmp_path / "pixels.safetensors"), CAPTION_PROMPT, "9", str(tmp_path / "ref.safetensors")],
                           env=env, capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -194,6 +194,46 @@ def test_caption_agrees_with_bagels_inferencer(bagel_dir, tmp_path):
     assert answer_text(bundle.tok, tokens) == ref_text
     assert _forward_greedy(bundle, image, CAPTION_PROMPT, 9) == tokens
     assert caption_image(bundle, image, CAPTION_PROMPT, max_tokens=8) == ref_text
+
+
+@pytest.mark.timeout(300)
+def test_regeneration_agrees_with_bagels_inferencer(bagel_dir, tmp_path):
+    """BAGEL's own InterleaveInferencer drawing an image after the same text (``gen_image`` with BAGEL's text-to-image
+    settings, its autoencoder's decode, the same start noise; both under bfloat16 autocast, as BAGEL runs) gives the
+    image ``regenerate_image`` gives, at the size BAGEL's geometry fits the sample's 64 x 48 image to; another text
+    gives another image."""
+    import numpy as np
+    import torch
+    from PIL import Image
+    from safetensors.torch import load_file, save_file
+
+    from model.bagel_spot import generation_size, regenerate_image, start_noise
+
+    bundle = _bundle(bagel_dir)
+    text, seed, steps = "the ball moves left 0", 5, 4
+    w, h = generation_size(bundle, 64, 48)
+    assert (w, h) == (80, 64)
+    save_file({"noise": start_noise(bundle, w, h, seed)}, str(tmp_path / "noise.safetensors"))
+    env = {**os.environ, "PYTHONPATH": f"{SHIM}{os.pathsep}{REFERENCE}", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([str(_reference_python()), str(RUNNER_SPOT), "t2i", str(bagel_dir),
+                           str(tmp_path / "noise.safetensors"), text, str(h), str(w), str(steps),
+                           str(tmp_path / "ref.safetensors")], env=env, capture_output=True, text=True, timeout=300,
+                          check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ref = load_file(str(tmp_path / "ref.safetensors"))["image"].numpy().astype(np.int32)
+    with torch.autocast("cpu", dtype=torch.bfloat16), Image.open(
+            io.BytesIO(regenerate_image(bundle, text, 64, 48, steps, seed))) as im:
+        ours = np.asarray(im.convert("RGB"), dtype=np.int32)
+    assert ours.shape == ref.shape == (h, w, 3)
+    diff = np.abs(ours - ref)
+    print(f"regeneration vs BAGEL's: max {diff.max()}, mean {diff.mean():.3f} levels; image std {ref.std():.1f}")
+    assert ref.std() > 5  # a picture, not a flat field
+    assert diff.max() <= 12 and diff.mean() < 2, (diff.max(), diff.mean())  # bfloat16 rounding on both sides
+    with torch.autocast("cpu", dtype=torch.bfloat16), Image.open(
+            io.BytesIO(regenerate_image(bundle, "a red square on grey", 64, 48, steps, seed))) as im:
+        other = np.abs(np.asarray(im.convert("RGB"), dtype=np.int32) - ours).mean()
+    print(f"another text: mean {other:.2f} levels apart")
+    assert other > 5
 
 
 def _data_uri_size(uri: str) -> tuple[int, int]:
