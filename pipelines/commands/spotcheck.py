@@ -1,4 +1,4 @@
-"""``braid spotcheck SHARDS... [--checkpoint RUN_DIR] --n N --out report.html [--seed S]``
+"""``braid spotcheck SHARDS... [--checkpoint DIR] --n N --out report.html [--seed S]``
 
 One self-contained HTML report on a set of shards, for a look before anyone trains on them.
 
@@ -6,16 +6,26 @@ Always (one pass over every sample, ``pipelines.commands.spotcheck_stats``): str
 (image sizes, caption lengths, sequence lengths against the token budget, duplicate images and texts across
 samples) and per-sample flags, the plots of ``pipelines.commands.spotcheck_plots`` (drop rates, filter scores with
 their thresholds, caption lengths against prompt budgets, repeated n-grams, truncated texts; drops and thresholds
-come from the run folder's manifest and runs.jsonl when the shards sit in one), plus N samples drawn at random (seeded reservoir, as ``braid view``) and rendered as
-``braid view`` renders them. Without a checkpoint the token counts are estimates (about 4 bytes per
-token) under the geometry of ``--geometry``; with one they are exact under its tokenizer and config.
+come from the run folder's manifest and runs.jsonl when the shards sit in one), plus N samples drawn at random
+(seeded reservoir, as ``braid view``) and rendered as ``braid view`` renders them. Without a checkpoint the token
+counts are estimates (about 4 bytes per token) under the geometry of ``--geometry``; with one they are exact under
+its tokenizer and layout.
 
-With ``--checkpoint`` (a ``braid train`` run folder) the drawn samples are also scored by the model
-(``model.score``: mean CE per text segment, velocity MSE per generation target, a sample score), each
-segment is coloured by its score among the drawn samples of its kind, every image gets the model's own
-caption (the text it writes after the sample's context up to that image) and every generation target a
-regenerated image from the context before it; the worst samples are ranked by robust z-score within
-their kind and the score distributions are plotted per kind.
+``--checkpoint`` is a ``braid train`` run folder or a BAGEL checkpoint folder (``pipelines.commands.score``'s
+``load_checkpoint`` tells them apart). The drawn samples are scored as ``braid score`` scores them (mean CE per text
+segment, velocity MSE per generation target, a sample score; ``model.score`` or ``model.bagel_score``), each
+segment is coloured by its score among the drawn samples of its kind, the worst samples are ranked by robust
+z-score within their kind and the score distributions are plotted per kind. Beside each image:
+
+- a ``braid train`` run: the model's own caption (the text it writes after the sample's context up to that image)
+  and, for every generation target, an image regenerated from the context before it (``--steps`` Euler steps,
+  default 30);
+- a BAGEL checkpoint (``model.bagel_spot``): BAGEL's caption of the image alone (its understanding flow: ViT tokens,
+  then the named prompt ``CAPTION_PROMPT``, greedy, at most ``--caption-tokens``), and, for every image that
+  follows some text (generation target or not), BAGEL's regeneration from all the sample's text before it joined
+  by newlines, with BAGEL's text-to-image recipe (``--steps`` timesteps, default 50; text guidance 4 inside
+  (0.4, 1], shift 3, global renormalisation) at the image's size fitted to BAGEL's geometry, seeded by
+  ``--seed`` plus the segment index.
 """
 
 from __future__ import annotations
