@@ -35,7 +35,9 @@ def cached_fraction(path: Path) -> float | None:
                 vec = (ctypes.c_ubyte * n)()
                 if libc.mincore(ctypes.c_void_p(addr), size, vec) != 0:
                     return None
-                return sum(b & 1 for b in bytes(vec)) / n
+                import numpy as np
+
+                return float((np.frombuffer(vec, dtype=np.uint8) & 1).sum()) / n
             finally:
                 libc.munmap(ctypes.c_void_p(addr), size)
         finally:
