@@ -117,13 +117,13 @@ def bagel_outputs(bundle, sample, steps: int, caption_tokens: int, seed: int) ->
         if isinstance(seg, TextSegment):
             texts.append(seg.text)
             continue
-        try:
-            if bundle.cfg.vit is not None:
+        if bundle.cfg.vit is not None:
+            try:
                 captions[i] = caption_image(bundle, seg.data, max_tokens=caption_tokens)
-            if texts and bundle.cfg.visual_gen:
-                regen[i] = regenerate_image(bundle, "\n".join(texts), seg.width, seg.height, steps, seed + i)
-        except (OSError, ValueError) as e:  # an image that does not decode
-            captions[i] = f"(not captioned: {e})"
+            except (OSError, ValueError) as e:  # an image that does not decode
+                captions[i] = f"(not captioned: {e})"
+        if texts and bundle.cfg.visual_gen:
+            regen[i] = regenerate_image(bundle, "\n".join(texts), seg.width, seg.height, steps, seed + i)
     return captions, regen
 
 

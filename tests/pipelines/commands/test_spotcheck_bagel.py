@@ -248,7 +248,7 @@ def test_spotcheck_with_a_bagel_checkpoint(bagel_dir, shards, tmp_path, capsys):
     """Scores as ``braid score`` computes them, a caption per image, a regeneration per image after text, at
     BAGEL's generation size for the image."""
     from model.bagel_score import score_samples_bagel
-    from model.bagel_spot import answer_text, generation_size
+    from model.bagel_spot import answer_text, count_tokens, generation_size
     from schemas import read_samples
 
     out = tmp_path / "report.html"
@@ -259,9 +259,11 @@ def test_spotcheck_with_a_bagel_checkpoint(bagel_dir, shards, tmp_path, capsys):
     assert "Describe this image in one sentence." in htmllib.unescape(page)  # the prompt is named
     samples = sorted((s for p in sorted(shards.glob("*.tar")) for s in read_samples(p)), key=lambda s: s.key)
     bundle = _bundle(bagel_dir)
-    for sc in score_samples_bagel(bundle, samples):
+    for sample, sc in zip(samples, score_samples_bagel(bundle, samples)):
         assert sc.score is not None, sc.note
         assert f"score {sc.score:.3f}" in page
+        assert count_tokens(bundle, sample) == sc.n_tokens  # the structure table's counts are BAGEL's packed lengths
+    assert "tokens / sample (exact, median)" in page
     assert page.count("CE/token") == 6 and page.count("velocity MSE") == 4
     assert page.count("BAGEL caption:") == 7  # every image
     regens = re.findall(r'<img src="(data:[^"]+)" alt="regenerated image (\d+)"', page)
@@ -288,3 +290,5 @@ def test_bad_bagel_folder_is_one_clear_line(bagel_dir, shards, tmp_path, capsys)
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "--checkpoint:" in err and "holds no weights" in err, err
     assert not out.exists()
+    assert main(["spotcheck", str(shards), "--checkpoint", str(bagel_dir), "--out", str(out), "--steps", "1"]) == 2
+    assert "--steps must be at least 2 with a BAGEL checkpoint" in capsys.readouterr().err
