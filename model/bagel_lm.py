@@ -9,7 +9,9 @@ final RMSNorm per expert. Keys in a state dict are those of BAGEL's ``language_m
 
 The generalised causal mask of one sample, from its splits (``causal``, ``full`` or ``noise``): a token
 sees earlier tokens and the whole of its own ``full``/``noise`` split, and nothing sees a ``noise`` split
-from outside it. Computation is in the weights' dtype; attention goes through PyTorch's SDPA per sample. The
+from outside it. Computation is in the weights' dtype; attention goes through PyTorch's SDPA per sample, either
+under a dense (L, L) mask or split by split (``SampleSplits``: each split's queries against the keys they may
+see, no mask built, only allowed pairs computed). The
 layers work on rows grouped by expert (``Experts``), so each expert's projections are one matrix product on a
 contiguous slice; attention takes the original order back.
 """
@@ -141,6 +143,47 @@ def sample_mask(split_lens: list[int], modes: list[str], device=None):
     return (causal | same_full) & ~hidden_noise
 
 
+@dataclass(frozen=True)
+class SampleSplits:
+    """One sample's splits (lengths and modes), the generalised causal mask in the form ``split_attention`` runs."""
+
+    lens: tuple[int, ...]
+    modes: tuple[str, ...]
+
+
+def split_attention(q, k, v, splits: SampleSplits):
+    """Attention of one sample (1, H, L, Dh) under its generalised causal mask without building the mask: the
+    queries of each split attend the keys they may see, which are the sample's keys up to the split's end less
+    the earlier noise splits: all of them for a full or noise split, bottom-right causal for a causal split (so
+    only allowed pairs are computed, and PyTorch can use its flash kernels, which take no mask)."""
+    from torch.nn.attention.bias import causal_lower_right
+
+    outs, start, hidden = [], 0, []
+    for n, mode in zip(splits.lens, splits.modes):
+        end = start + n
+        if hidden:  # earlier noise splits are out of sight
+            seen, at = [], 0
+            for a, b in [*hidden, (end, end)]:
+                if a > at:
+                    seen.append(torch.arange(at, a, device=k.device))
+                at = b
+            idx = torch.cat(seen)
+            ks, vs = k.index_select(2, idx), v.index_select(2, idx)
+        else:
+            ks, vs = k[:, :, :end], v[:, :, :end]
+        qs = q[:, :, start:end]
+        if mode == "causal":
+            outs.append(F.scaled_dot_product_attention(qs, ks, vs, attn_mask=causal_lower_right(n, ks.shape[2])))
+        elif mode in ("full", "noise"):
+            outs.append(F.scaled_dot_product_attention(qs, ks, vs))
+        else:
+            raise ValueError(f"unknown attention mode {mode!r}; expected causal, full or noise")
+        if mode == "noise":
+            hidden.append((start, end))
+        start = end
+    return torch.cat(outs, dim=2)
+
+
 class MoTAttention(nn.Module):
     def __init__(self, cfg: BagelLMConfig):
         super().__init__()
@@ -168,8 +211,11 @@ class MoTAttention(nn.Module):
         v = v.repeat_interleave(h // kv, dim=1)
         outs = []
         for qs, ks, vs, mask in zip(q.split(sample_lens), k.split(sample_lens), v.split(sample_lens), masks):
-            o = F.scaled_dot_product_attention(qs.transpose(0, 1)[None], ks.transpose(0, 1)[None],
-                                               vs.transpose(0, 1)[None], attn_mask=mask[None, None])
+            qs, ks, vs = qs.transpose(0, 1)[None], ks.transpose(0, 1)[None], vs.transpose(0, 1)[None]
+            if isinstance(mask, SampleSplits):
+                o = split_attention(qs, ks, vs, mask)
+            else:
+                o = F.scaled_dot_product_attention(qs, ks, vs, attn_mask=mask[None, None])
             outs.append(o[0].transpose(0, 1))
         o = ex.group(torch.cat(outs).reshape(-1, h * hd))
         return ex.apply(o, self.o_proj, self.o_proj_moe_gen)

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from model.bagel_lm import BagelLanguageModel, BagelLMConfig, sample_mask
+from model.bagel_lm import BagelLanguageModel, BagelLMConfig, SampleSplits, sample_mask
 from model.bagel_vit import BagelViT, BagelViTConfig, gelu_tanh
 
 
@@ -92,6 +92,7 @@ class BagelModel(nn.Module):
     def __init__(self, cfg: BagelConfig):
         super().__init__()
         self.cfg = cfg
+        self.split_attention = True  # attention split by split (see bagel_lm.split_attention); False: dense masks
         d = cfg.llm.hidden_size
         self.language_model = BagelLanguageModel(cfg.llm)
         if cfg.visual_gen:
@@ -149,7 +150,8 @@ class BagelModel(nn.Module):
                 modes.append(batch["attn_modes"][start])
                 used += splits[-1]
                 start += 1
-            masks.append(sample_mask(splits, modes, x.device))
+            masks.append(SampleSplits(tuple(splits), tuple(modes)) if self.split_attention
+                         else sample_mask(splits, modes, x.device))
         h = lm(x, batch["packed_position_ids"], gen, sample_lens, masks)
         out = {"ce": None, "mse": None, "logits": None, "velocity": None}
         if target is not None:
