@@ -1,10 +1,12 @@
 """Deterministic interleaved Braid samples for the BAGEL benchmark: three text segments (English-like words from
-a fixed list), two understanding images and a generation target last; every eighth sample also has its first
-image as a generation target (a target inside the sample: noised latents, clean latents and its ViT tokens).
+a fixed list), two understanding images and a generation target last; every twelfth sample also has its first
+image as a generation target (a target inside the sample: noised latents, clean latents and its ViT tokens;
+sample 7 is one).
 Images are smooth random pictures (a low-resolution random field scaled up, plus a gradient) saved as JPEG.
 
-With the 7B shape's transforms a sample is about 2k tokens: ~3 x 200 text tokens, two 240-384 px images
-(~300-500 ViT tokens each), a 512 px target (1024 latent tokens).
+With the 7B shape's transforms a sample is about 2.2k tokens: ~3 x 140 text tokens, two 224-288 px images
+(256-336 ViT tokens each), a 512-576 px target (1024-1152 latent tokens); the samples with a target inside
+are about 4k.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ class Layout:
 
 
 LAYOUTS = {
-    "7b": Layout((150, 230), ((320, 240), (256, 256), (240, 320), (384, 288), (288, 384)), ((512, 512), (576, 512))),
+    "7b": Layout((100, 140), ((256, 224), (224, 224), (224, 256), (288, 224), (224, 288)), ((512, 512), (576, 512))),
     "tiny": Layout((30, 50), ((224, 224), (240, 200)), ((128, 128), (160, 128))),
 }
 
@@ -74,7 +76,7 @@ def make_samples(n: int, shape: str, seed: int = 0) -> list:
     out = []
     for i in range(n):
         rng = np.random.default_rng([seed, i])
-        inner_target = i % 8 == 7
+        inner_target = i % 12 == 7
         first = _image(rng, lay.gen_sizes, True) if inner_target else _image(rng, lay.und_sizes, False)
         segs = (_text(rng, lay), first, _text(rng, lay), _image(rng, lay.und_sizes, False), _text(rng, lay),
                 _image(rng, lay.gen_sizes, True, und=False))

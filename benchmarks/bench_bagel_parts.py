@@ -201,22 +201,41 @@ def time_forwards(bench, packs: list) -> dict:
                                for j in g]).to(bench.device, bundle.dtype)
             work.append(({**batch, "timesteps": noised * t}, noise))
     flops = sum(count(b) for b, _ in work)
-    cuda = bench.device.type == "cuda"
     with torch.no_grad():
         bundle.model(*work[0][:1], noise=work[0][1])  # warm-up
-        bench.sync()
-        if cuda:
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-        t0 = time.perf_counter()
-        for b, noise in work:
-            bundle.model(b, noise=noise)
-        if cuda:
-            end.record()
-            end.synchronize()
-            seconds = start.elapsed_time(end) / 1e3
-        else:
-            seconds = time.perf_counter() - t0
+        seconds = _timed(bench, work)
+        # the same first group's forwards with split attention and with dense masks (the path before)
+        first = work[: len(DEFAULT_TIMESTEPS)]
+        split_s = _timed(bench, first)
+        bundle.model.split_attention = False
+        try:
+            bundle.model(*first[0][:1], noise=first[0][1])
+            dense_s = _timed(bench, first)
+        finally:
+            bundle.model.split_attention = True
     tokens = [int(b["sequence_length"]) for b, _ in work]
+    first_tokens = sum(int(b["sequence_length"]) for b, _ in first)
     return {"forwards": len(work), "mean_tokens": sum(tokens) / len(tokens), "seconds": seconds, "flops": flops,
-            "tflops": flops / seconds / 1e12, "timesteps": list(DEFAULT_TIMESTEPS), "flops_per_sample": per_sample}
+            "tflops": flops / seconds / 1e12, "timesteps": list(DEFAULT_TIMESTEPS), "flops_per_sample": per_sample,
+            "first_group": {"tokens": first_tokens, "split_attention_s": split_s, "dense_mask_s": dense_s,
+                            "speedup": dense_s / split_s}}
+
+
+def _timed(bench, work) -> float:
+    """Seconds for the forwards in ``work``: device events on CUDA, the host clock otherwise."""
+    import torch
+
+    model = bench.bundle.model
+    bench.sync()
+    if bench.device.type == "cuda":
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        for b, noise in work:
+            model(b, noise=noise)
+        end.record()
+        end.synchronize()
+        return start.elapsed_time(end) / 1e3
+    t0 = time.perf_counter()
+    for b, noise in work:
+        model(b, noise=noise)
+    return time.perf_counter() - t0
