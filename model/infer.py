@@ -168,7 +168,9 @@ class Inferencer(ContextBuilder):
 
 
 def configure(parser) -> None:
-    parser.add_argument("--checkpoint", required=True, help="run folder written by braid train")
+    parser.add_argument("--checkpoint", required=True,
+                        help="run folder written by braid train, or a BAGEL checkpoint folder (greedy answers about "
+                             "one image or a text prompt, and text-to-image with BAGEL's recipe)")
     parser.add_argument("--image", action="append", default=[], help="an input image (repeatable), before the prompt")
     parser.add_argument("--prompt", required=True, help="the text after the images")
     parser.add_argument("--think", action="store_true", help="write a <think> plan first, then the image")
@@ -228,6 +230,10 @@ def _run(args) -> int:
                           cfg_renorm_type=args.cfg_renorm or ("text_channel" if editing else "global"),
                           cfg_renorm_min=args.cfg_renorm_min)
     icfg.check()
+    from model.bagel_load import is_bagel_folder
+
+    if is_bagel_folder(args.checkpoint):
+        return _run_bagel(args, images, out, image_out, size)
     bundle = load_run(args.checkpoint, args.device, args.weights)
     inf = Inferencer(bundle)
     tcfg = TextGenConfig(max_new_tokens=args.max_tokens, temperature=args.temperature)
@@ -243,4 +249,46 @@ def _run(args) -> int:
     else:
         out.write_text(res["text"] + "\n", encoding="utf-8")
         print(res["text"])
+    return 0
+
+
+def _run_bagel(args, images: list[bytes], out: Path, image_out: bool, size) -> int:
+    """``braid infer`` with a BAGEL checkpoint folder: BAGEL's greedy answer to the prompt (about the one --image,
+    if given), or the image BAGEL draws from the prompt with its text-to-image recipe (``model.bagel_spot``)."""
+    from model.bagel_generate import greedy_text
+    from model.bagel_score import load_bagel_bundle
+    from model.bagel_spot import answer_text, caption_image, regenerate_image
+
+    if args.think:
+        raise InferError("--think needs a braid train run folder: with a BAGEL checkpoint Braid answers and draws "
+                         "without a plan")
+    if args.temperature > 0:
+        raise InferError("a BAGEL checkpoint decodes greedily here: leave --temperature at 0")
+    if len(images) > 1 or (images and image_out):
+        raise InferError("with a BAGEL checkpoint, give at most one --image, and only for a text answer "
+                         "(editing needs a braid train run folder)")
+    try:
+        bundle = load_bagel_bundle(args.checkpoint, args.device, args.weights)
+    except ValueError as e:
+        raise InferError(str(e)) from None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        if image_out:
+            w, h = size or (1024, 1024)  # BAGEL's text-to-image default size
+            out.write_bytes(regenerate_image(bundle, args.prompt, w, h, steps=args.steps, seed=args.seed))
+            from PIL import Image
+
+            with Image.open(out) as im:
+                print(f"wrote {out} ({im.width}x{im.height})")
+            return 0
+        if images:
+            text = caption_image(bundle, images[0], args.prompt, args.max_tokens)
+        else:
+            tok = bundle.tok
+            text = answer_text(tok, greedy_text(bundle.model, tok.encode(args.prompt), tok.bos, tok.eos,
+                                                args.max_tokens + 1))
+    except ValueError as e:  # a checkpoint without the part asked for (no ViT, no generation)
+        raise InferError(str(e)) from None
+    out.write_text(text + "\n", encoding="utf-8")
+    print(text)
     return 0

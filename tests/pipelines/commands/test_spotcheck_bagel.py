@@ -292,3 +292,35 @@ def test_bad_bagel_folder_is_one_clear_line(bagel_dir, shards, tmp_path, capsys)
     assert not out.exists()
     assert main(["spotcheck", str(shards), "--checkpoint", str(bagel_dir), "--out", str(out), "--steps", "1"]) == 2
     assert "--steps must be at least 2 with a BAGEL checkpoint" in capsys.readouterr().err
+
+
+def test_braid_infer_with_a_bagel_checkpoint(bagel_dir, tmp_path, capsys):
+    """``braid infer --checkpoint BAGEL_DIR``: the answer about an image is BAGEL's caption of it (the flow checked
+    against BAGEL's inferencer above), a text prompt alone gets BAGEL's greedy answer, an image output is the image
+    BAGEL's text-to-image recipe draws at the asked size; what a BAGEL folder cannot do here is one clear line."""
+    from PIL import Image
+
+    from model.bagel_spot import caption_image, regenerate_image
+
+    bundle = _bundle(bagel_dir)
+    img = tmp_path / "in.png"
+    Image.radial_gradient("L").convert("RGB").resize((64, 48)).save(img)
+    prompt = "Describe this image in one sentence."
+    assert main(["infer", "--checkpoint", str(bagel_dir), "--image", str(img), "--prompt", prompt,
+                 "--out", str(tmp_path / "a.txt"), "--max-tokens", "6", "--device", "cpu"]) == 0
+    answer = (tmp_path / "a.txt").read_text().strip()
+    assert answer == caption_image(bundle, img.read_bytes(), prompt, 6).strip() and answer
+    assert main(["infer", "--checkpoint", str(bagel_dir), "--prompt", "the ball moves left",
+                 "--out", str(tmp_path / "b.txt"), "--max-tokens", "6", "--device", "cpu"]) == 0
+    assert (tmp_path / "b.txt").read_text().strip()
+    out = tmp_path / "c.png"
+    assert main(["infer", "--checkpoint", str(bagel_dir), "--prompt", "a red square on grey", "--out", str(out),
+                 "--size", "64x48", "--steps", "3", "--seed", "2", "--device", "cpu"]) == 0
+    assert out.read_bytes() == regenerate_image(bundle, "a red square on grey", 64, 48, 3, 2)
+    with Image.open(out) as im:
+        assert im.size == (80, 64)  # fitted to BAGEL's geometry, as spotcheck's regenerations
+    capsys.readouterr()
+    assert main(["infer", "--checkpoint", str(bagel_dir), "--prompt", "x", "--think", "--out",
+                 str(tmp_path / "d.png"), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--think needs a braid train run folder" in err, err
