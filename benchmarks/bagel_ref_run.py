@@ -57,9 +57,11 @@ def build(folder: Path, ae_params: dict, device):
             "timestep_shift")
     cfg = BagelConfig(visual_gen=True, visual_und=True, llm_config=llm, vit_config=vit, vae_config=VaeConfig(),
                       **{k: top[k] for k in keys if k in top})
+    from transformers.modeling_utils import no_init_weights
+
     torch.set_default_dtype(torch.bfloat16)  # parameters made in bf16 on the device (rotary tables stay float32)
-    try:
-        with torch.device(device):
+    try:  # no initialisation: every tensor of the model is read from the file (strictly, below)
+        with torch.device(device), no_init_weights():
             model = Bagel(Qwen2ForCausalLM(llm), SiglipVisionModel(vit), cfg)
             model.vit_model.vision_model.embeddings.convert_conv2d_to_linear(vit)
     finally:

@@ -28,6 +28,7 @@ import os
 import subprocess
 import sys
 import time
+import traceback
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -216,14 +217,17 @@ def run_reference(bench) -> dict:
         env["OMP_NUM_THREADS"] = str(job["threads"])
     bench.log(f"reference: {args.ref_python} bagel_ref_run.py (PYTHONPATH={env['PYTHONPATH']})")
     t0 = time.perf_counter()
-    proc = subprocess.run([args.ref_python, str(HERE / "bagel_ref_run.py"), str(work / "job.json")], env=env,
-                          cwd=str(HERE.parent), check=False, timeout=args.ref_timeout)
-    info = {"returncode": proc.returncode, "wall_s": time.perf_counter() - t0}
-    if proc.returncode == 0:
+    try:
+        rc = subprocess.run([args.ref_python, str(HERE / "bagel_ref_run.py"), str(work / "job.json")], env=env,
+                            cwd=str(HERE.parent), check=False, timeout=args.ref_timeout).returncode
+    except subprocess.TimeoutExpired:
+        rc = "timeout"
+    info = {"returncode": rc, "wall_s": time.perf_counter() - t0}
+    if rc == 0:
         info |= json.loads(Path(job["out"] + ".json").read_text())
     bench.extra["reference"] = info
-    if proc.returncode:
-        bench.log(f"reference FAILED (exit {proc.returncode}); sections go on without it")
+    if rc != 0:
+        bench.log(f"reference FAILED (exit {rc}); sections go on without it")
         return {}
     out = load_file(job["out"])
     return {"info": info, **out}
@@ -412,7 +416,7 @@ def main(argv=None) -> int:
     ap.add_argument("--ref", help="BAGEL's reference code (its modeling/ and data/); none: no reference figures")
     ap.add_argument("--ref-site", help="a folder with the reference's pins (transformers 4.49, ...) put first on its path")
     ap.add_argument("--ref-python", default=sys.executable, help="the interpreter that runs the reference")
-    ap.add_argument("--ref-timeout", type=int, default=420)
+    ap.add_argument("--ref-timeout", type=int, default=300, help="seconds the reference process may take")
     ap.add_argument("--samples", type=int, default=None, help="samples scored (default 48 for 7b, 12 for tiny)")
     ap.add_argument("--ref-samples", type=int, default=None, help="samples the reference baseline scores")
     args = ap.parse_args(argv)
@@ -425,13 +429,20 @@ def main(argv=None) -> int:
     bench = Bench(args)
     bench.log(f"bench_bagel: shape {args.shape}, device {bench.device}, sections {', '.join(args.sections)}")
     bench.flush()
+    failed = []
     for name in args.sections:
         bench.log(f"--- {name}")
-        SECTIONS[name](bench)
-        bench.extra["sections_done"].append(name)
+        try:
+            SECTIONS[name](bench)
+            bench.extra["sections_done"].append(name)
+        except Exception as e:  # noqa: BLE001 - one section's failure must not lose the others' figures
+            traceback.print_exc()
+            bench.extra.setdefault("errors", {})[name] = f"{type(e).__name__}: {e}"
+            bench.log(f"section {name} FAILED: {type(e).__name__}: {e}")
+            failed.append(name)
         bench.flush()
-    bench.log("done")
-    return 0
+    bench.log("done" + (f"; failed sections: {', '.join(failed)}" if failed else ""))
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
