@@ -136,8 +136,11 @@ def random_flux_ae(ae: FluxAE, seed: int = 1) -> dict:
     return out
 
 
-def write_safetensors(path: Path, tensors: dict, metadata: dict | None = None) -> int:
-    """Write tensors (any device) as one safetensors file, one tensor at a time; returns the bytes written."""
+def write_safetensors(path: Path, tensors: dict, metadata: dict | None = None, log=None) -> int:
+    """Write tensors (any device) as one safetensors file, one tensor at a time; returns the bytes written.
+    ``log``: called with a progress line about every 4 GB."""
+    import time
+
     import torch
 
     names = {torch.bfloat16: "BF16", torch.float16: "F16", torch.float32: "F32", torch.int64: "I64",
@@ -151,12 +154,18 @@ def write_safetensors(path: Path, tensors: dict, metadata: dict | None = None) -
     blob = json.dumps(header, separators=(",", ":")).encode()
     blob += b" " * (-len(blob) % 8)
     tmp = path.with_name(path.name + ".part")
+    t0, done, next_log = time.perf_counter(), 0, 4e9
     with open(tmp, "wb") as f:
         f.write(struct.pack("<Q", len(blob)))
         f.write(blob)
         for t in tensors.values():
             if t.numel():
                 f.write(t.detach().contiguous().reshape(-1).view(torch.uint8).cpu().numpy().data)
+                done += t.numel() * t.element_size()
+            if log and done >= next_log:
+                log(f"{path.name}: {done / 1e9:.1f} of {off / 1e9:.1f} GB written "
+                    f"({done / 1e9 / (time.perf_counter() - t0):.2f} GB/s)")
+                next_log += 4e9
     tmp.replace(path)
     return off
 
@@ -244,7 +253,7 @@ def make_folder(folder: Path, shape: BagelShape, device: str, corpus, log=print)
     t2 = time.perf_counter()
     log(f"random model built on {device} in {t2 - t1:.1f} s; writing ema.safetensors")
     state = model.state_dict()
-    n_bytes = write_safetensors(folder / "ema.safetensors", state)
+    n_bytes = write_safetensors(folder / "ema.safetensors", state, log=log)
     t3 = time.perf_counter()
     n_params = sum(v.numel() for v in state.values())
     del model, state

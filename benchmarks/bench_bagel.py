@@ -57,8 +57,15 @@ class Bench:
         from benchmarks.record import write_result
 
         self.extra["elapsed_s"] = round(time.perf_counter() - self.t0, 1)
-        write_result(f"bench_bagel-{self.args.shape}", list(self.rows.values()), extra=self.extra,
-                     libraries=("torch", "transformers", "diffusers", "safetensors"))
+        path = write_result(f"bench_bagel-{self.args.shape}", list(self.rows.values()), extra=self.extra,
+                            libraries=("torch", "transformers", "diffusers", "safetensors"))
+        if self.args.copy_to:
+            Path(self.args.copy_to).mkdir(parents=True, exist_ok=True)
+            (Path(self.args.copy_to) / path.name).write_text(path.read_text())
+
+    def left(self) -> float:
+        """Seconds left of the run's --budget."""
+        return self.args.budget - (time.perf_counter() - self.t0)
 
     def sync(self) -> None:
         import torch
@@ -198,7 +205,8 @@ def run_reference(bench) -> dict:
         from model.score import DEFAULT_TIMESTEPS
 
         tensors, metas = {}, []
-        for i in range(min(args.ref_samples, len(bench.samples))):
+        n_ref = args.ref_samples if bench.left() > 360 else max(4, args.ref_samples // 2)
+        for i in range(min(n_ref, len(bench.samples))):
             packed, seen = bench.packs[i]
             n_lat = packed.batch["timesteps"].numel()
             noises = [sample_noise(bench.bundle, bench.samples[i].key, n_lat, j) for j in range(len(DEFAULT_TIMESTEPS))]
@@ -218,8 +226,9 @@ def run_reference(bench) -> dict:
     bench.log(f"reference: {args.ref_python} bagel_ref_run.py (PYTHONPATH={env['PYTHONPATH']})")
     t0 = time.perf_counter()
     try:
+        limit = max(60.0, min(args.ref_timeout, bench.left() - 120))
         rc = subprocess.run([args.ref_python, str(HERE / "bagel_ref_run.py"), str(work / "job.json")], env=env,
-                            cwd=str(HERE.parent), check=False, timeout=args.ref_timeout).returncode
+                            cwd=str(HERE.parent), check=False, timeout=limit).returncode
     except subprocess.TimeoutExpired:
         rc = "timeout"
     info = {"returncode": rc, "wall_s": time.perf_counter() - t0}
@@ -339,13 +348,17 @@ def section_agree(bench) -> None:
 def section_score(bench) -> None:
     import torch
 
-    from benchmarks.bench_bagel_parts import time_forwards
+    from benchmarks.bench_bagel_parts import FlopModel, time_forwards
     from benchmarks.record import Row
     from model.bagel_score import score_samples_bagel
     from model.flops import peak_tflops
 
-    samples = bench.samples[: bench.args.samples]
     ref = bench.reference()
+    n = bench.args.samples
+    if bench.left() < 200:  # keep the figures inside the run's time: fewer samples, same kind
+        n = max(8, n // (2 if bench.left() > 100 else 4))
+        bench.log(f"{bench.left():.0f} s left of the budget: scoring {n} samples")
+    samples = bench.samples[:n]
     score_samples_bagel(bench.bundle, samples[:2])  # warm-up: kernels, allocator
     bench.sync()
     t0 = time.perf_counter()
@@ -365,14 +378,15 @@ def section_score(bench) -> None:
     bench.log(f"forward alone: {fw['forwards']} forwards of {fw['mean_tokens']:.0f} tokens, {fw['seconds']:.3f} s, "
               f"{fw['tflops']:.1f} TFLOP/s" + (f", MFU {mfu:.1%} of {peak:g}" if mfu is not None else ""))
     fg = fw["first_group"]
-    bench.log(f"first group's forwards ({fg['tokens']} tokens): split attention {fg['split_attention_s']:.3f} s, "
+    bench.log(f"first packed batch's {len(fw['timesteps'])} forwards ({fg['tokens']} tokens): split attention {fg['split_attention_s']:.3f} s, "
               f"dense masks {fg['dense_mask_s']:.3f} s ({fg['speedup']:.2f}x)")
     base = base_mfu = None
     if ref and "info" in ref and "score" in ref["info"]:
         r = ref["info"]["score"]
         base = r["samples_per_s"]
         n = r["samples"]
-        ref_flops = sum(fw["flops_per_sample"][:n]) * len(fw["timesteps"])
+        count = FlopModel(bench.bundle.model)
+        ref_flops = sum(count(p.batch) for p, _ in bench.packs[:n]) * len(fw["timesteps"])
         base_tflops = ref_flops / r["forward_seconds"] / 1e12
         base_mfu = base_tflops / peak if peak else None
         ce = [s.ce for s in scores[:n]]
@@ -419,6 +433,9 @@ def main(argv=None) -> int:
     ap.add_argument("--ref-timeout", type=int, default=300, help="seconds the reference process may take")
     ap.add_argument("--samples", type=int, default=None, help="samples scored (default 48 for 7b, 12 for tiny)")
     ap.add_argument("--ref-samples", type=int, default=None, help="samples the reference baseline scores")
+    ap.add_argument("--budget", type=float, default=540, help="seconds for the whole run: the score section and the "
+                    "reference's baseline take fewer samples when little is left")
+    ap.add_argument("--copy-to", help="a folder that gets a copy of the result file after every section")
     args = ap.parse_args(argv)
     args.sections = [s.strip() for s in args.sections.split(",") if s.strip()]
     unknown = [s for s in args.sections if s not in SECTIONS]
