@@ -218,7 +218,8 @@ def main(job_path: str) -> int:
     if job.get("score"):
         res, info["score"] = score(model, ae, job["score"], device)
         out |= {f"score/{k}": v for k, v in res.items()}
-        _log(f"baseline: {info['score']['samples']} samples one at a time, {info['score']['samples_per_s']:.3f} samples/s")
+        sc = info["score"]
+        _log(f"baseline: {sc['samples']} samples one at a time, {sc['samples_per_s']:.3f} samples/s")
     save_file({k: v.contiguous() for k, v in out.items()}, job["out"])
     Path(job["out"] + ".json").write_text(json.dumps(info))
     return 0

@@ -14,7 +14,23 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 
-WORDS = ["the", "a", "of", "and", "to", "in", "is", "on", "for", "with", "as", "at", "by", "from", "that", "this", "it", "its", "an", "be", "are", "was", "were", "has", "have", "had", "not", "but", "or", "which", "when", "while", "where", "who", "then", "than", "so", "if", "into", "over", "under", "after", "before", "between", "through", "during", "across", "about", "frame", "scene", "camera", "person", "hand", "table", "door", "window", "street", "car", "light", "shadow", "water", "tree", "sky", "cloud", "road", "building", "room", "wall", "floor", "chair", "screen", "book", "paper", "cup", "bottle", "dog", "cat", "bird", "child", "woman", "man", "group", "crowd", "field", "river", "hill", "moves", "turns", "opens", "closes", "walks", "runs", "looks", "holds", "lifts", "drops", "shows", "appears", "leaves", "enters", "stops", "starts", "falls", "rises", "points", "smiles", "speaks", "writes", "reads", "cuts", "pours", "shakes", "waves", "sits", "stands", "slowly", "quickly", "gently", "suddenly", "again", "still", "now", "left", "right", "up", "down", "near", "far", "behind", "front", "inside", "outside", "above", "below", "red", "blue", "green", "white", "black", "yellow", "bright", "dark", "small", "large", "long", "short", "old", "new", "first", "last", "next", "other", "same", "different", "second", "third", "image", "picture", "caption", "step", "change", "because", "therefore", "however", "while", "showing", "answer", "question", "reason", "think", "result", "value", "number", "count", "total", "part", "piece", "edge", "corner", "center", "side", "top", "bottom", "morning", "evening", "night", "day"]
+WORDS = (
+    "the", "a", "of", "and", "to", "in", "is", "on", "for", "with", "as", "at", "by", "from", "that", "this", "it",
+    "its", "an", "be", "are", "was", "were", "has", "have", "had", "not", "but", "or", "which", "when", "while",
+    "where", "who", "then", "than", "so", "if", "into", "over", "under", "after", "before", "between", "through",
+    "during", "across", "about", "frame", "scene", "camera", "person", "hand", "table", "door", "window", "street",
+    "car", "light", "shadow", "water", "tree", "sky", "cloud", "road", "building", "room", "wall", "floor", "chair",
+    "screen", "book", "paper", "cup", "bottle", "dog", "cat", "bird", "child", "woman", "man", "group", "crowd",
+    "field", "river", "hill", "moves", "turns", "opens", "closes", "walks", "runs", "looks", "holds", "lifts",
+    "drops", "shows", "appears", "leaves", "enters", "stops", "starts", "falls", "rises", "points", "smiles",
+    "speaks", "writes", "reads", "cuts", "pours", "shakes", "waves", "sits", "stands", "slowly", "quickly",
+    "gently", "suddenly", "again", "still", "now", "left", "right", "up", "down", "near", "far", "behind", "front",
+    "inside", "outside", "above", "below", "red", "blue", "green", "white", "black", "yellow", "bright", "dark",
+    "small", "large", "long", "short", "old", "new", "first", "last", "next", "other", "same", "different",
+    "second", "third", "image", "picture", "caption", "step", "change", "because", "therefore", "however", "while",
+    "showing", "answer", "question", "reason", "think", "result", "value", "number", "count", "total", "part",
+    "piece", "edge", "corner", "center", "side", "top", "bottom", "morning", "evening", "night", "day"
+)
 
 
 @dataclass(frozen=True)

@@ -194,7 +194,8 @@ def run_reference(bench) -> dict:
     args = bench.args
     work = bench.folder.parent / f"{bench.folder.name}-bench"
     work.mkdir(parents=True, exist_ok=True)
-    job: dict = {"folder": str(bench.folder.resolve()), "device": str(bench.device), "out": str(work / "ref.safetensors"),
+    job: dict = {"folder": str(bench.folder.resolve()), "device": str(bench.device),
+                 "out": str(work / "ref.safetensors"),
                  "ae": _ae_params(args.shape), "threads": max(1, torch.get_num_threads())}
     if "agree" in args.sections:
         _, _, t, meta, _ = agree_batch(bench)
@@ -378,7 +379,8 @@ def section_score(bench) -> None:
     bench.log(f"forward alone: {fw['forwards']} forwards of {fw['mean_tokens']:.0f} tokens, {fw['seconds']:.3f} s, "
               f"{fw['tflops']:.1f} TFLOP/s" + (f", MFU {mfu:.1%} of {peak:g}" if mfu is not None else ""))
     fg = fw["first_group"]
-    bench.log(f"first packed batch's {len(fw['timesteps'])} forwards ({fg['tokens']} tokens): split attention {fg['split_attention_s']:.3f} s, "
+    bench.log(f"first packed batch's {len(fw['timesteps'])} forwards ({fg['tokens']} tokens): split attention "
+              f"{fg['split_attention_s']:.3f} s, "
               f"dense masks {fg['dense_mask_s']:.3f} s ({fg['speedup']:.2f}x)")
     base = base_mfu = None
     if ref and "info" in ref and "score" in ref["info"]:
@@ -409,7 +411,8 @@ def section_score(bench) -> None:
     metric, ours_v = ("MFU", mfu) if mfu is not None else ("TFLOP/s", fw["tflops"])
     bench.rows["mfu"] = Row(name=f"forward {metric}, packed batches of <= {bench.bundle.max_tokens} tokens",
                             metric=metric, ours=ours_v,
-                            baseline=base_mfu if mfu is not None else (info.get("reference") or {}).get("forward_tflops"),
+                            baseline=(base_mfu if mfu is not None
+                                      else (info.get("reference") or {}).get("forward_tflops")),
                             baseline_name="BAGEL's reference forward, one sample at a time" if base else "",
                             met=(mfu >= 0.40) if mfu is not None else None,
                             note="target 40% MFU; model FLOPs: 2 x parameters on each token's path + attention "
@@ -428,7 +431,8 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--sections", default="make,load,agree,score", help=f"comma-separated, of {', '.join(SECTIONS)}")
     ap.add_argument("--ref", help="BAGEL's reference code (its modeling/ and data/); none: no reference figures")
-    ap.add_argument("--ref-site", help="a folder with the reference's pins (transformers 4.49, ...) put first on its path")
+    ap.add_argument("--ref-site", help="a folder with the reference's pins (transformers 4.49, ...), first on its "
+                    "path")
     ap.add_argument("--ref-python", default=sys.executable, help="the interpreter that runs the reference")
     ap.add_argument("--ref-timeout", type=int, default=300, help="seconds the reference process may take")
     ap.add_argument("--samples", type=int, default=None, help="samples scored (default 48 for 7b, 12 for tiny)")
