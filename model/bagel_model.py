@@ -134,13 +134,15 @@ class BagelModel(nn.Module):
             if noise is None:
                 raise ValueError("a batch with latents needs its noise")
             s = self.cfg.timestep_shift
-            t = batch["timesteps"].to(x.dtype)
+            # the flow time and the noised latents in float32, as BAGEL computes them (its timesteps are float32
+            # under autocast); in bf16 a time like 0.6 would otherwise become 0.6016
+            t = batch["timesteps"].float()
             t = s * t / (1 + (s - 1) * t)
-            noised = (1 - t[:, None]) * clean + t[:, None] * noise
+            noised = ((1 - t[:, None]) * clean.float() + t[:, None] * noise.float()).to(x.dtype)
             x[batch["packed_vae_token_indexes"]] = (self.vae2llm(noised) + self.time_embedder(t)
                                                     + self.latent_pos_embed(batch["packed_latent_position_ids"]))
             gen[batch["packed_vae_token_indexes"]] = True
-            target = (noise - clean)[t > 0]
+            target = (noise.float() - clean.float())[t > 0]  # float32 too, as BAGEL's
         sample_lens = [int(v) for v in batch["sample_lens"]]
         masks, start = [], 0
         for length in sample_lens:
