@@ -349,7 +349,7 @@ def section_agree(bench) -> None:
 def section_score(bench) -> None:
     import torch
 
-    from benchmarks.bench_bagel_parts import FlopModel, time_forwards
+    from benchmarks.bench_bagel_parts import FlopModel, profile_forward, time_forwards
     from benchmarks.record import Row
     from model.bagel_score import score_samples_bagel
     from model.flops import peak_tflops
@@ -378,6 +378,12 @@ def section_score(bench) -> None:
             "forward": fw, "peak_tflops": peak, "mfu": mfu}
     bench.log(f"forward alone: {fw['forwards']} forwards of {fw['mean_tokens']:.0f} tokens, {fw['seconds']:.3f} s, "
               f"{fw['tflops']:.1f} TFLOP/s" + (f", MFU {mfu:.1%} of {peak:g}" if mfu is not None else ""))
+    try:
+        prof = profile_forward(bench, [p for p, _ in bench.packs[: len(samples)]])
+        info["profile_top_ops"] = prof
+        print("\n".join(prof), flush=True)
+    except Exception as e:  # noqa: BLE001 - the profile is a diagnosis, not a figure
+        info["profile_error"] = f"{type(e).__name__}: {e}"
     fg = fw["first_group"]
     bench.log(f"first packed batch's {len(fw['timesteps'])} forwards ({fg['tokens']} tokens): split attention "
               f"{fg['split_attention_s']:.3f} s, "

@@ -238,3 +238,27 @@ def _timed(bench, work) -> float:
     for b, noise in work:
         model(b, noise=noise)
     return time.perf_counter() - t0
+
+
+def profile_forward(bench, packs: list, rows: int = 15) -> list[str]:
+    """Where one forward's time goes: PyTorch's profiler over the first packed batch at the middle timestep, the
+    operators that took most device time (host time on a CPU), as table lines."""
+    import torch
+
+    from model.bagel_score import _merge, _to
+
+    bundle = bench.bundle
+    g = groups_of(packs, bundle.max_tokens)[0]
+    batch = _to(_merge([packs[j] for j in g]), bench.device)
+    batch["timesteps"] = batch["timesteps"] * 0.5
+    noise = torch.randn(batch["timesteps"].numel(), bundle.cfg.patch_latent_dim,
+                        generator=torch.Generator().manual_seed(0)).to(bench.device, bundle.dtype)
+    acts = [torch.profiler.ProfilerActivity.CPU]
+    if bench.device.type == "cuda":
+        acts.append(torch.profiler.ProfilerActivity.CUDA)
+    with torch.no_grad(), torch.profiler.profile(activities=acts) as prof:
+        bundle.model(batch, noise=noise)
+        bench.sync()
+    key = "self_cuda_time_total" if bench.device.type == "cuda" else "self_cpu_time_total"
+    return prof.key_averages().table(sort_by=key, row_limit=rows, max_name_column_width=60).splitlines()
+
