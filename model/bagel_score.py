@@ -55,33 +55,46 @@ def load_bagel_bundle(folder: str | Path, device: str | None = None, weights: st
 def score_samples_bagel(bundle: BagelBundle, samples, timesteps=DEFAULT_TIMESTEPS, seed: int = 0) -> list[SampleScore]:
     """Scores of several samples, in order, packed together into forwards of at most ``bundle.max_tokens``
     tokens (each sample still attends only to itself and gets its own seeded noise, so its score is the one it
-    gets alone, up to float rounding)."""
-    import torch
-
-    from model.bagel_pack import pack_sample
+    gets alone, up to float rounding). Samples are packed (images decoded, transformed and encoded) in a
+    background thread, in order, while the forwards run."""
+    from concurrent.futures import ThreadPoolExecutor
 
     out: list = [None] * len(samples)
     group: list[tuple[int, object]] = []
     used = 0
-    for j, sample in enumerate(samples):
-        try:
-            with torch.no_grad():
-                packed = pack_sample(sample, bundle.tok, bundle.cfg, bundle.vae, bundle.transforms)
-        except (OSError, ValueError) as e:  # an image that does not decode
-            out[j] = SampleScore(sample.key, sample.kind, None, note=f"does not load: {e}")
-            continue
-        if packed.n_tokens > bundle.max_tokens:
-            out[j] = SampleScore(sample.key, sample.kind, None, n_tokens=packed.n_tokens,
-                                 note=f"{packed.n_tokens} tokens, over BAGEL's per-sample budget of {bundle.max_tokens}")
-            continue
-        if group and used + packed.n_tokens > bundle.max_tokens:
-            _score_group(bundle, samples, group, out, timesteps, seed)
-            group, used = [], 0
-        group.append((j, packed))
-        used += packed.n_tokens
+    with ThreadPoolExecutor(1, thread_name_prefix="bagel-pack") as pool:
+        packs = [pool.submit(_pack, bundle, sample) for sample in samples]
+        for j, (sample, fut) in enumerate(zip(samples, packs)):
+            packed = fut.result()
+            if isinstance(packed, str):  # an image that does not decode
+                out[j] = SampleScore(sample.key, sample.kind, None, note=f"does not load: {packed}")
+                continue
+            if packed.n_tokens > bundle.max_tokens:
+                out[j] = SampleScore(sample.key, sample.kind, None, n_tokens=packed.n_tokens,
+                                     note=f"{packed.n_tokens} tokens, over BAGEL's per-sample budget of "
+                                          f"{bundle.max_tokens}")
+                continue
+            if group and used + packed.n_tokens > bundle.max_tokens:
+                _score_group(bundle, samples, group, out, timesteps, seed)
+                group, used = [], 0
+            group.append((j, packed))
+            used += packed.n_tokens
     if group:
         _score_group(bundle, samples, group, out, timesteps, seed)
     return out
+
+
+def _pack(bundle: BagelBundle, sample):
+    """The sample's packed sequence, or why it cannot be packed."""
+    import torch
+
+    from model.bagel_pack import pack_sample
+
+    try:
+        with torch.no_grad():
+            return pack_sample(sample, bundle.tok, bundle.cfg, bundle.vae, bundle.transforms)
+    except (OSError, ValueError) as e:
+        return str(e)
 
 
 def _merge(packs: list) -> dict:
