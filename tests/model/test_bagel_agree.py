@@ -7,6 +7,7 @@ The reference runs in its own virtual environment with its pins, built once unde
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -305,7 +306,7 @@ def test_braid_score_with_a_bagel_checkpoint(reference, tmp_path, capsys):
     from samples import make_sample
 
     from pipelines.commands.cli import main
-    from schemas import ShardWriter
+    from schemas import ImageSegment, ShardWriter
 
     folder = tmp_path / "bagel"
     shutil.copytree(reference[0], folder)
@@ -313,6 +314,13 @@ def test_braid_score_with_a_bagel_checkpoint(reference, tmp_path, capsys):
     with ShardWriter(tmp_path / "shards") as w:
         for i in range(3):
             w.write(make_sample(f"s-{i}", n_images=3))
+    with ShardWriter(tmp_path / "broken") as w:  # a truncated JPEG: the sample is written, its image does not decode
+        s = make_sample("bad", n_images=3)
+        at = next(i for i, seg in enumerate(s.segments) if isinstance(seg, ImageSegment))
+        segs = [*s.segments[:at], dataclasses.replace(s.segments[at], data=s.segments[at].data[:60]),
+                *s.segments[at + 1:]]
+        w.write(dataclasses.replace(s, segments=segs))
+        w.write(make_sample("after-bad", n_images=3))
     rows = []
     for run in ("a", "b"):
         out = tmp_path / f"{run}.parquet"
@@ -330,6 +338,12 @@ def test_braid_score_with_a_bagel_checkpoint(reference, tmp_path, capsys):
         assert r["status"] == "scored", r["note"]
         assert len(r["text_ce"]) == 2 and len(r["image_mse"]) == 2 and r["score"] > 0
         assert r["n_image_tokens"] > 0 and r["n_tokens"] > r["n_text_tokens"] + r["n_image_tokens"]
+    assert main(["score", str(tmp_path / "broken"), "--checkpoint", str(folder), "--out",
+                 str(tmp_path / "broken.parquet"), "--device", "cpu", "--timesteps", "0.5"]) == 0
+    by_key = {r["key"]: r for r in pq.read_table(tmp_path / "broken.parquet").to_pylist()}
+    assert by_key.keys() == {"bad", "after-bad"}
+    assert by_key["bad"]["status"] == "unscored" and "does not load" in by_key["bad"]["note"], by_key["bad"]
+    assert by_key["after-bad"]["status"] == "scored"
     capsys.readouterr()
     for gone, msg in [("tokenizer.json", "tokenizer.json is missing"), ("llm_config.json", "llm_config.json is missing")]:
         (folder / gone).unlink()
