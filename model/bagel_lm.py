@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,11 @@ class SwiGLU(nn.Module):
 
     def forward(self, x):
         return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+# SDPA without cuDNN's kernels: cuDNN builds a plan for every new shape, and packed samples bring new split lengths
+# with every batch (on an H200 the planning made end-to-end scoring CPU-bound: half its time)
+ATTENTION_BACKENDS = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
 
 
 class Experts:
@@ -261,6 +267,7 @@ class BagelLanguageModel(nn.Module):
         ex = Experts(gen)
         cos, sin = rotary(ex.group(positions), self.cfg.head_dim, self.cfg.rope_theta, x.dtype)
         x = ex.group(x)
-        for layer in self.model.layers:
-            x = layer(x, ex, cos, sin, sample_lens, masks)
+        with sdpa_kernel(ATTENTION_BACKENDS):
+            for layer in self.model.layers:
+                x = layer(x, ex, cos, sin, sample_lens, masks)
         return ex.ungroup(ex.apply(x, self.model.norm, self.model.norm_moe_gen))
