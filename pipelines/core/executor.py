@@ -15,6 +15,7 @@ the end of the run; one that was already running (a cluster, a test session) is 
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -243,6 +244,10 @@ def stream_stages(stages: list[Stage], inputs: list[dict], run: RunConfig, work_
         for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
             yield _rows(batch)
     finally:
+        # Ray Data lets a finished pool's actors go by dropping its handles, but the error of a batch whose
+        # actor died keeps one in a reference cycle: until collected, that actor (restarted) holds its CPUs
+        # or GPU, and a later job on the same cluster from this process can wait for them forever
+        gc.collect()
         if started:
             ray.shutdown()
 
