@@ -99,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
         if is_final(r):
             done.setdefault(r["shard"], set()).add(r["key"])
     t0 = time.time()
-    shards = [str(p.resolve()) for p in paths]
+    shards = list(dict.fromkeys(str(p.resolve()) for p in paths))
     n_new = score_shards(job, shards, done, parts, meta, run_cfg, args.batch_size, args.actors, preloaded)
     rows = merge(earlier + [r for f in part_files(parts) for r in read_scores(f)[0]])
     out.parent.mkdir(parents=True, exist_ok=True)
