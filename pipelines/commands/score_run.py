@@ -146,8 +146,9 @@ def build_stages(job: ScoreJob, run: RunConfig, resources: dict, batch_size: int
     if run.executor == "local":
         return [read, Stage("score", score_batch, job, setup=lambda _job: preloaded, batch_size=batch_size)]
     gpus, cpus = int(resources.get("GPU", 0)), resources.get("CPU", 1.0)
-    if gpus and job.device != "cpu":
-        return [read, Stage("score", score_batch, job, setup=load_scorer, num_gpus=1.0, batch_size=batch_size,
+    if gpus and job.device != "cpu":  # Ray shows each actor its own GPU only, as cuda:0
+        gpu_job = ScoreJob(job.checkpoint, "cuda", job.weights, job.timesteps, job.seed)
+        return [read, Stage("score", score_batch, gpu_job, setup=load_scorer, num_gpus=1.0, batch_size=batch_size,
                             concurrency=actors or gpus)]
     if job.device not in (None, "cpu"):
         raise ConfigError(f"--device {job.device}: the Ray cluster has no GPUs; use --device cpu or join a cluster "

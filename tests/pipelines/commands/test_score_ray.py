@@ -199,3 +199,26 @@ def test_killed_ray_run_resumes_with_the_rest(trained, local_rows, ray_local, tm
     n_final, n_samples = sum(1 for k in written if k[1]), sum(1 for k in local_rows if k[1])
     assert f"{n_final} already scored" in said and f"{n_samples - n_final} scored now" in said
     _same_rows(_rows(out), local_rows)
+
+
+def test_actor_pool_is_sized_from_the_cluster():
+    """One scoring actor per GPU holding that GPU; without GPUs, CPU actors (one by default, at most half the
+    CPUs); settings the cluster cannot hold are configuration errors."""
+    from pipelines.commands.score_run import ScoreJob, build_stages
+    from pipelines.core.sections import RunConfig
+    from schemas.config import ConfigError
+
+    ray_run = RunConfig(executor="ray")
+    job = ScoreJob("ckpt", None, "auto", (0.5,), 0)
+    score = build_stages(job, ray_run, {"CPU": 64.0, "GPU": 4.0}, 16, None)[-1]
+    assert (score.num_gpus, score.concurrency, score.batch_size, score.cfg.device) == (1.0, 4, 16, "cuda")
+    assert build_stages(job, ray_run, {"CPU": 64.0, "GPU": 4.0}, 16, 2)[-1].concurrency == 2
+    cpu = build_stages(job, ray_run, {"CPU": 8.0}, 16, None)[-1]
+    assert (cpu.num_gpus, cpu.concurrency, cpu.cfg.device) == (0.0, 1, "cpu")
+    assert build_stages(job, ray_run, {"CPU": 8.0}, 16, 4)[-1].concurrency == 4
+    cpu_only = ScoreJob("ckpt", "cpu", "auto", (0.5,), 0)  # --device cpu keeps a GPU cluster's GPUs free
+    assert build_stages(cpu_only, ray_run, {"CPU": 8.0, "GPU": 2.0}, 16, None)[-1].num_gpus == 0.0
+    with pytest.raises(ConfigError, match="at most half"):
+        build_stages(job, ray_run, {"CPU": 8.0}, 16, 5)
+    with pytest.raises(ConfigError, match="no GPUs"):
+        build_stages(ScoreJob("ckpt", "cuda", "auto", (0.5,), 0), ray_run, {"CPU": 8.0}, 16, None)
