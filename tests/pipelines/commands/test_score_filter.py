@@ -51,28 +51,16 @@ def clips(start: int, n: int) -> list:
     return [clip(i, *combos[i % len(combos)]) for i in range(start, start + n)]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Torch on one thread: the CI machine has two shared cores."""
-    torch = pytest.importorskip("torch")
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """(run folder, two training shards) of the tiny preset trained briefly on the clips."""
+def train_on_clips(root: Path, n_clips: int, steps: int) -> tuple[Path, list[Path]]:
+    """(run folder, shards of 16 clips each) of the tiny preset trained for ``steps`` steps on ``n_clips`` clips."""
     import torch
 
     from schemas import ShardWriter
 
-    root = tmp_path_factory.mktemp("score_run")
     with ShardWriter(root / "shards", max_count=16) as w:
-        for s in clips(0, 32):
+        for s in clips(0, n_clips):
             w.write(s)
-    (root / "train.yaml").write_text(TRAIN)
+    (root / "train.yaml").write_text(TRAIN.replace("steps: 400", f"steps: {steps}"))
     shards = sorted((root / "shards").glob("*.tar"))
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # module fixtures run before the per-test thread setting
@@ -82,6 +70,12 @@ def trained(tmp_path_factory):
     finally:
         torch.set_num_threads(threads)
     return root / "run", shards
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """(run folder, two training shards) of the tiny preset trained briefly on the clips."""
+    return train_on_clips(tmp_path_factory.mktemp("score_run"), 32, 400)
 
 
 def _rows(path: Path) -> list[dict]:

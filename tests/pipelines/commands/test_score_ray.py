@@ -19,35 +19,18 @@ import pytest
 from pipelines.commands.cli import main
 
 ROOT = Path(__file__).resolve().parents[3]
-TRAIN = """preset: tiny
-train: {steps: 20, lr: 0.003, warmup: 5, schedule: constant, eval_every: 1000, ckpt_every: 1000}
-"""
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """(run folder, three shards of 16 clips each, a truncated copy of the second) of the tiny preset."""
-    import torch
-    from test_score_filter import clips
-
-    from schemas import ShardWriter
+    from test_score_filter import train_on_clips
 
     root = tmp_path_factory.mktemp("score_ray")
-    with ShardWriter(root / "shards", max_count=16) as w:
-        for s in clips(0, 48):
-            w.write(s)
-    (root / "train.yaml").write_text(TRAIN)
-    shards = sorted((root / "shards").glob("*.tar"))
+    run, shards = train_on_clips(root, 48, 20)
     (root / "bad").mkdir()
     (root / "bad" / "truncated.tar").write_bytes(shards[1].read_bytes()[:5000])
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        assert main(["train", *map(str, shards), "--out", str(root / "run"), "--config", str(root / "train.yaml"),
-                     "--device", "cpu"]) == 0
-    finally:
-        torch.set_num_threads(threads)
-    return root / "run", [*shards, root / "bad" / "truncated.tar"]
+    return run, [*shards, root / "bad" / "truncated.tar"]
 
 
 def _rows(path: Path) -> dict[tuple[str, str], dict]:

@@ -28,16 +28,6 @@ WORDS = ["Describe", "this", "image", "in", "one", "sentence", ".", "the", "ball
          "red", "square", "on", "grey", "page"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Torch on one thread: the CI machine has two shared cores."""
-    torch = pytest.importorskip("torch")
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _tokenizer(folder: Path, vocab: int) -> None:
     """A word-level tokenizer.json filling the model's vocabulary (so every id decodes), with BAGEL's specials."""
     from tokenizers import Tokenizer, models, pre_tokenizers
