@@ -40,6 +40,7 @@ class Row:
     ratio: float | None = None
     met: bool | None = None
     note: str = ""
+    target: str = ""  # an absolute target ("60 tokens/s"), judged by the benchmark into ``met``
 
     def __post_init__(self):
         if self.ratio is None and self.baseline:
