@@ -5,15 +5,7 @@ from __future__ import annotations
 
 import pytest
 from mot_helpers import CAPTIONS
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    torch = pytest.importorskip("torch")
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+from torch_threads import one_thread  # noqa: F401 - an autouse fixture for this folder
 
 
 @pytest.fixture

@@ -1,15 +1,5 @@
-"""Command tests run torch on one thread: the CI machine has two shared cores and oversubscription there costs
-tens of times the work (scoring, spot checks and inference load models)."""
+"""Command tests (scoring, spot checks, inference load models) run torch on one thread."""
 
 from __future__ import annotations
 
-import pytest
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    torch = pytest.importorskip("torch")
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+from torch_threads import one_thread  # noqa: F401 - an autouse fixture for this folder
