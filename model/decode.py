@@ -7,9 +7,9 @@ convention), attention of the new token's query heads over the cache, the final 
 
 The cache is one preallocated (layers, Hkv, capacity, Dh) tensor for keys and one for values. A step writes
 its key and value at the next free slot and attends to the slots up to it (the query heads of each key/value
-head as that head's queries, so keys are never repeated). Because shapes never change, on CUDA the step is captured once as
-a CUDA graph and replayed per token: only the token id, its RoPE position and its slot are written before a
-replay. ``prefill`` fills the cache from a context given as embeddings with its own attention mask (text,
+head as that head's queries, so keys are never repeated). Because shapes never change, on CUDA the step is
+captured once as a CUDA graph and replayed per token: only the token id, its RoPE position and its slot are
+written before a replay. ``prefill`` fills the cache from a context given as embeddings with its own attention mask (text,
 ViT images), ``load`` from per-layer (k, v) computed elsewhere.
 """
 
