@@ -156,37 +156,46 @@ class SampleSplits:
     lens: tuple[int, ...]
     modes: tuple[str, ...]
 
+    def plan(self, device) -> list[tuple]:
+        """Per split, made once per forward for every layer: (query start, query end, the keys it may see (an end
+        index, or the indices left when earlier noise splits are out of sight), the SDPA mask argument (None for
+        a full or noise split, bottom-right causal for a causal one))."""
+        from torch.nn.attention.bias import causal_lower_right
 
-def split_attention(q, k, v, splits: SampleSplits):
-    """Attention of one sample (1, H, L, Dh) under its generalised causal mask without building the mask: the
-    queries of each split attend the keys they may see, which are the sample's keys up to the split's end less
-    the earlier noise splits: all of them for a full or noise split, bottom-right causal for a causal split (so
-    only allowed pairs are computed, and PyTorch can use its flash kernels, which take no mask)."""
-    from torch.nn.attention.bias import causal_lower_right
+        out, start, hidden = [], 0, []
+        for n, mode in zip(self.lens, self.modes):
+            if mode not in ("causal", "full", "noise"):
+                raise ValueError(f"unknown attention mode {mode!r}; expected causal, full or noise")
+            end = start + n
+            keys, at = end, 0
+            if hidden:
+                seen = []
+                for a, b in [*hidden, (end, end)]:
+                    if a > at:
+                        seen.append(torch.arange(at, a, device=device))
+                    at = b
+                keys = torch.cat(seen)
+            n_keys = keys if isinstance(keys, int) else keys.numel()
+            out.append((start, end, keys, causal_lower_right(n, n_keys) if mode == "causal" else None))
+            if mode == "noise":
+                hidden.append((start, end))
+            start = end
+        return out
 
-    outs, start, hidden = [], 0, []
-    for n, mode in zip(splits.lens, splits.modes):
-        end = start + n
-        if hidden:  # earlier noise splits are out of sight
-            seen, at = [], 0
-            for a, b in [*hidden, (end, end)]:
-                if a > at:
-                    seen.append(torch.arange(at, a, device=k.device))
-                at = b
-            idx = torch.cat(seen)
-            ks, vs = k.index_select(2, idx), v.index_select(2, idx)
+
+def split_attention(q, k, v, plan: list[tuple]):
+    """Attention of one sample (1, H, L, Dh) under its generalised causal mask without building the mask
+    (``SampleSplits.plan``): the queries of each split attend the keys they may see, which are the sample's keys
+    up to the split's end less the earlier noise splits: all of them for a full or noise split, bottom-right
+    causal for a causal split (so only allowed pairs are computed, and PyTorch can use its flash kernels, which
+    take no mask)."""
+    outs = []
+    for start, end, keys, mask in plan:
+        if isinstance(keys, int):
+            ks, vs = k[:, :, :keys], v[:, :, :keys]
         else:
-            ks, vs = k[:, :, :end], v[:, :, :end]
-        qs = q[:, :, start:end]
-        if mode == "causal":
-            outs.append(F.scaled_dot_product_attention(qs, ks, vs, attn_mask=causal_lower_right(n, ks.shape[2])))
-        elif mode in ("full", "noise"):
-            outs.append(F.scaled_dot_product_attention(qs, ks, vs))
-        else:
-            raise ValueError(f"unknown attention mode {mode!r}; expected causal, full or noise")
-        if mode == "noise":
-            hidden.append((start, end))
-        start = end
+            ks, vs = k.index_select(2, keys), v.index_select(2, keys)
+        outs.append(F.scaled_dot_product_attention(q[:, :, start:end], ks, vs, attn_mask=mask))
     return torch.cat(outs, dim=2)
 
 
@@ -218,10 +227,10 @@ class MoTAttention(nn.Module):
         outs = []
         for qs, ks, vs, mask in zip(q.split(sample_lens), k.split(sample_lens), v.split(sample_lens), masks):
             qs, ks, vs = qs.transpose(0, 1)[None], ks.transpose(0, 1)[None], vs.transpose(0, 1)[None]
-            if isinstance(mask, SampleSplits):
-                o = split_attention(qs, ks, vs, mask)
-            else:
+            if isinstance(mask, torch.Tensor):
                 o = F.scaled_dot_product_attention(qs, ks, vs, attn_mask=mask[None, None])
+            else:
+                o = split_attention(qs, ks, vs, mask)
             outs.append(o[0].transpose(0, 1))
         o = ex.group(torch.cat(outs).reshape(-1, h * hd))
         return ex.apply(o, self.o_proj, self.o_proj_moe_gen)
@@ -263,8 +272,10 @@ class BagelLanguageModel(nn.Module):
 
     def forward(self, x, positions, gen, sample_lens: list[int], masks: list):
         """Final hidden states (N, D) of a packed sequence ``x`` (N, D): ``positions`` (N,) rotary positions,
-        ``gen`` (N,) True for generation-expert tokens, one (L, L) bool mask per sample of ``sample_lens``."""
+        ``gen`` (N,) True for generation-expert tokens, one (L, L) bool mask or ``SampleSplits`` per sample of
+        ``sample_lens``."""
         ex = Experts(gen)
+        masks = [m.plan(x.device) if isinstance(m, SampleSplits) else m for m in masks]
         cos, sin = rotary(ex.group(positions), self.cfg.head_dim, self.cfg.rope_theta, x.dtype)
         x = ex.group(x)
         with sdpa_kernel(ATTENTION_BACKENDS):

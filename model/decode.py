@@ -66,7 +66,6 @@ class StaticDecoder:
     CUDA, or ``contextlib.nullcontext``); ``graphs`` (default: on CUDA) captures the step as a CUDA graph."""
 
     def __init__(self, model, capacity: int, autocast=contextlib.nullcontext, graphs: bool | None = None):
-        self.model = model
         self.lm = model.language_model
         self.spec = spec_for(model)
         self.autocast = autocast
@@ -74,10 +73,9 @@ class StaticDecoder:
         self.device = w.device
         s = self.spec
         n_layers = len(self.lm.model.layers)
-        with self.autocast():
-            dtype = self.lm.model.embed_tokens(torch.zeros(1, dtype=torch.long, device=self.device)).dtype
-            dtype = self.lm.model.layers[0].self_attn.k_proj(torch.zeros(1, w.shape[1], device=self.device,
-                                                                          dtype=dtype)).dtype
+        with self.autocast():  # the cache holds keys in the dtype the projections give
+            on = torch.is_autocast_enabled(self.device.type)
+            dtype = torch.get_autocast_dtype(self.device.type) if on else w.dtype
         self.capacity = capacity
         self.k = torch.zeros(n_layers, s.n_kv_heads, capacity, s.head_dim, device=self.device, dtype=dtype)
         self.v = torch.zeros_like(self.k)

@@ -43,6 +43,10 @@ class Inferencer(ContextBuilder):
 
     graphs: bool | None = None  # decode steps as CUDA graphs; None: on the GPU
 
+    def __init__(self, bundle):
+        super().__init__(bundle)
+        self._decoders: dict = {}  # capacity -> StaticDecoder (its CUDA graph is captured once)
+
     # -- text --------------------------------------------------------------------------------------
 
     def generate_text(self, ctx: Context, gcfg: TextGenConfig = TextGenConfig(), seed: int = 0,
@@ -91,11 +95,10 @@ class Inferencer(ContextBuilder):
         from model.decode import StaticDecoder, capacity_for
 
         cap = capacity_for(n)
-        cache = self.__dict__.setdefault("_decoders", {})
-        if cap not in cache:
-            cache.clear()  # one cache at a time: a 7B-shaped model's cache is not small
-            cache[cap] = StaticDecoder(self.model, cap, self._autocast, self.graphs)
-        return cache[cap]
+        if cap not in self._decoders:
+            self._decoders.clear()  # one cache at a time: a 7B-shaped model's cache is not small
+            self._decoders[cap] = StaticDecoder(self.model, cap, self._autocast, self.graphs)
+        return self._decoders[cap]
 
     def text_ce(self, ctx: Context, text: str, cached: bool = True):
         """Per-token cross-entropy (n + 1,) of ``text`` read as a whole segment after ``ctx`` (its tokens and
