@@ -52,8 +52,7 @@ def _velocity(model, context_ids, x, t: float, h: int, w: int, tokens: dict):
     from model.bagel_vit import position_ids
 
     ts = torch.full((n,), t, device=dev, dtype=torch.float32)
-    lat = (model.vae2llm(x.to(seq.dtype)) + model.time_embedder(ts)
-           + model.latent_pos_embed(position_ids(h, w, 1, model.cfg.max_latent_size).to(dev)))
+    lat = model.embed_latent(x.to(seq.dtype), ts, position_ids(h, w, 1, model.cfg.max_latent_size).to(dev))
     seq[start + 1: start + 1 + n] = lat.to(seq.dtype)
     gen = torch.zeros(length, dtype=torch.bool, device=dev)
     gen[start + 1: start + 1 + n] = True

@@ -114,6 +114,15 @@ class BagelModel(nn.Module):
             out.append(torch.einsum("chpwq->hwpqc", z).reshape(-1, p * p * c))
         return torch.cat(out)
 
+    def embed_vit(self, patches, pos_ids, seqlens: list[int]):
+        """Packed ViT patches (N, p*p*3) of images of ``seqlens`` patches -> LLM inputs (N, D): the ViT, the
+        connector and the 2D position embedding at ``pos_ids``."""
+        return self.connector(self.vit_model(patches, pos_ids, seqlens)) + self.vit_pos_embed(pos_ids)
+
+    def embed_latent(self, x_t, t, pos_ids):
+        """Noised latent tokens (N, p*p*C) at flow times ``t`` (N,) -> LLM inputs (N, D)."""
+        return self.vae2llm(x_t) + self.time_embedder(t) + self.latent_pos_embed(pos_ids)
+
     def forward(self, batch: dict, noise=None) -> dict:
         """{"ce": per-token CE, "mse": per-element squared error (noised tokens x latent dim), "logits",
         "velocity"} of a packed batch (see the module docstring)."""
@@ -125,9 +134,8 @@ class BagelModel(nn.Module):
         gen = torch.zeros(n, dtype=torch.bool, device=x.device)
         if self.cfg.vit is not None and batch.get("packed_vit_tokens") is not None:
             seqlens = [int(s) for s in batch["vit_token_seqlens"]]
-            feats = self.vit_model(batch["packed_vit_tokens"].to(x.dtype), batch["packed_vit_position_ids"], seqlens)
-            x[batch["packed_vit_token_indexes"]] = (self.connector(feats)
-                                                    + self.vit_pos_embed(batch["packed_vit_position_ids"]))
+            x[batch["packed_vit_token_indexes"]] = self.embed_vit(batch["packed_vit_tokens"].to(x.dtype),
+                                                                  batch["packed_vit_position_ids"], seqlens)
         target = t = None
         if self.cfg.visual_gen and batch.get("padded_latent") is not None:
             clean = self.patch_latents(batch["padded_latent"], batch["patchified_vae_latent_shapes"]).to(x.dtype)
@@ -139,8 +147,7 @@ class BagelModel(nn.Module):
             t = batch["timesteps"].float()
             t = s * t / (1 + (s - 1) * t)
             noised = ((1 - t[:, None]) * clean.float() + t[:, None] * noise.float()).to(x.dtype)
-            x[batch["packed_vae_token_indexes"]] = (self.vae2llm(noised) + self.time_embedder(t)
-                                                    + self.latent_pos_embed(batch["packed_latent_position_ids"]))
+            x[batch["packed_vae_token_indexes"]] = self.embed_latent(noised, t, batch["packed_latent_position_ids"])
             gen[batch["packed_vae_token_indexes"]] = True
             target = (noise.float() - clean.float())[t > 0]  # float32 too, as BAGEL's
         sample_lens = [int(v) for v in batch["sample_lens"]]

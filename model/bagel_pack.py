@@ -91,6 +91,25 @@ def transforms_for(cfg) -> tuple[ImageTransform, ImageTransform]:
     return vit, ImageTransform(vae_max, min(512, vae_max // 2), unit)
 
 
+def vit_patches(img, cfg):
+    """A ViT input (3, H, W) -> (its patches (N, p*p*3), their 2D position ids (N,)) in BAGEL's NaViT layout."""
+    from model.bagel_vit import patchify, position_ids
+
+    ps = cfg.vit.patch_size
+    return patchify(img, ps), position_ids(img.shape[1], img.shape[2], ps, cfg.vit_max_num_patch_per_side)
+
+
+def image_splits(seg, last: bool, cfg) -> tuple[str, ...]:
+    """The splits an image segment becomes in BAGEL's layout: a generation target its noised latent ("noised"),
+    then, unless it ends the sample, its clean latent ("clean") and its ViT tokens ("vit") as context for what
+    follows; any other image its ViT tokens; nothing the model has no part for."""
+    if seg.generation and cfg.visual_gen:
+        if last:
+            return ("noised",)
+        return ("noised", "clean", *(("vit",) if seg.understanding and cfg.vit is not None else ()))
+    return ("vit",) if cfg.vit is not None else ()
+
+
 @dataclass
 class Packed:
     """One packed sample: BAGEL's batch fields, plus which segment each CE and MSE row belongs to."""
@@ -106,7 +125,7 @@ def pack_sample(sample, tok: BagelTokenizer, cfg, vae, transforms) -> Packed:
     MSE); ``batch["timesteps"]`` is 1 on noised latent tokens and 0 on clean ones, to be scaled by the caller."""
     import torch
 
-    from model.bagel_vit import patchify, position_ids
+    from model.bagel_vit import position_ids
     from schemas import TextSegment
 
     vit_tf, vae_tf = transforms
@@ -129,14 +148,12 @@ def pack_sample(sample, tok: BagelTokenizer, cfg, vae, transforms) -> Packed:
 
     def vit_split(data):
         nonlocal cur, rope
-        img = vit_tf(data)
         text_token(tok.vision_start, rope)
-        tokens = patchify(img, cfg.vit.patch_size)
+        tokens, pos_ids = vit_patches(vit_tf(data), cfg)
         n = tokens.shape[0]
         b["packed_vit_tokens"].append(tokens)
         b["packed_vit_token_indexes"].extend(range(cur, cur + n))
-        b["packed_vit_position_ids"].append(position_ids(img.shape[1], img.shape[2], cfg.vit.patch_size,
-                                                         cfg.vit_max_num_patch_per_side))
+        b["packed_vit_position_ids"].append(pos_ids)
         b["vit_token_seqlens"].append(n)
         b["packed_position_ids"].extend([rope] * n)
         cur += n
@@ -178,15 +195,14 @@ def pack_sample(sample, tok: BagelTokenizer, cfg, vae, transforms) -> Packed:
             b["split_lens"].append(len(ids) + 2)
             b["attn_modes"].append("causal")
             rope += len(ids) + 2
-        elif seg.generation and cfg.visual_gen:
-            z = vae.encode(vae_tf(seg.data))
-            vae_split(z, i, noised=True)
-            if i != last:
-                vae_split(z, i, noised=False)
-                if seg.understanding and cfg.vit is not None:
+        else:
+            splits = image_splits(seg, i == last, cfg)
+            z = vae.encode(vae_tf(seg.data)) if "noised" in splits else None
+            for kind in splits:
+                if kind == "vit":
                     vit_split(seg.data)
-        elif cfg.vit is not None:
-            vit_split(seg.data)
+                else:
+                    vae_split(z, i, noised=kind == "noised")
     out.n_tokens = cur
 
     def mask(idx):

@@ -48,20 +48,18 @@ def caption_context(bundle, image_bytes: bytes, prompt: str = CAPTION_PROMPT):
     import torch
 
     from model.bagel_lm import sample_mask
-    from model.bagel_vit import patchify, position_ids
+    from model.bagel_pack import vit_patches
 
     model, cfg, tok = bundle.model, bundle.cfg, bundle.tok
     if cfg.vit is None:
         raise ValueError("the checkpoint has no vision encoder (visual_und is off)")
     dev = bundle.device
     embed = model.language_model.model.embed_tokens
-    img = caption_pixels(bundle, image_bytes)
-    patches = patchify(img, cfg.vit.patch_size).to(dev, embed.weight.dtype)
-    vit_pos = position_ids(img.shape[1], img.shape[2], cfg.vit.patch_size, cfg.vit_max_num_patch_per_side).to(dev)
+    patches, vit_pos = vit_patches(caption_pixels(bundle, image_bytes), cfg)
+    patches, vit_pos = patches.to(dev, embed.weight.dtype), vit_pos.to(dev)
     n = patches.shape[0]
     with torch.no_grad():
-        feats = model.vit_model(patches, vit_pos, [n])
-        vit = (model.connector(feats) + model.vit_pos_embed(vit_pos)).to(embed.weight.dtype)
+        vit = model.embed_vit(patches, vit_pos, [n]).to(embed.weight.dtype)
         text = [tok.bos, *tok.encode(prompt), tok.eos]
         ids = torch.tensor([tok.vision_start, tok.vision_end, *text], device=dev)
         emb = embed(ids)
@@ -140,6 +138,7 @@ def unpatchify_latent(x, h: int, w: int, p: int, c: int):
 
 def count_tokens(bundle, sample) -> int:
     """The length of a sample in BAGEL's packed layout (``model.bagel_pack``), from the declared image sizes."""
+    from model.bagel_pack import image_splits
     from schemas import TextSegment
 
     cfg, tok = bundle.cfg, bundle.tok
@@ -154,14 +153,11 @@ def count_tokens(bundle, sample) -> int:
         w, h = vae_tf.size(seg.width, seg.height)
         return (w // unit) * (h // unit) + 2
 
+    sizes = {"vit": vit, "noised": latent, "clean": latent}
     n, last = 0, len(sample.segments) - 1
     for i, seg in enumerate(sample.segments):
         if isinstance(seg, TextSegment):
             n += len(tok.encode(seg.text)) + 2
-        elif seg.generation and cfg.visual_gen:
-            n += latent(seg)
-            if i != last:
-                n += latent(seg) + (vit(seg) if seg.understanding and cfg.vit is not None else 0)
-        elif cfg.vit is not None:
-            n += vit(seg)
+        else:
+            n += sum(sizes[kind](seg) for kind in image_splits(seg, i == last, cfg))
     return n
