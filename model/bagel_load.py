@@ -17,6 +17,7 @@ from pathlib import Path
 from model.bagel_lm import BagelLMConfig
 from model.bagel_model import BagelConfig, BagelModel
 from model.bagel_vit import BagelViTConfig, conv_patch_weight
+from model.checkpoint import WEIGHT_FILES, find_weights
 
 PATCH_KEY = "vit_model.vision_model.embeddings.patch_embedding.weight"
 
@@ -47,12 +48,10 @@ def _json(path: Path, required: bool = True) -> dict:
 
 
 def weights_file(folder: Path, weights: str = "auto") -> Path:
-    names = {"auto": ("ema.safetensors", "model.safetensors"), "ema": ("ema.safetensors",),
-             "model": ("model.safetensors",)}[weights]
-    found = [folder / n for n in names if (folder / n).is_file()]
-    if not found:
-        raise BagelLoadError(f"{folder} holds no weights ({' or '.join(names)})")
-    return found[0]
+    path = find_weights(folder, weights)
+    if path is None:
+        raise BagelLoadError(f"{folder} holds no weights ({' or '.join(WEIGHT_FILES[weights])})")
+    return path
 
 
 def read_config(folder: str | Path, shapes: dict[str, tuple]) -> BagelConfig:

@@ -6,6 +6,16 @@ import json
 import os
 from pathlib import Path
 
+# which weights file a checkpoint folder's ``--weights`` choice reads, in order of preference
+WEIGHT_FILES = {"auto": ("ema.safetensors", "model.safetensors"), "ema": ("ema.safetensors",),
+                "model": ("model.safetensors",)}
+
+
+def find_weights(folder: Path, weights: str = "auto") -> Path | None:
+    """The weights file ``weights`` picks in a run or BAGEL checkpoint folder ("auto": the EMA weights when there
+    are some), or None when the folder holds none of them."""
+    return next((folder / n for n in WEIGHT_FILES[weights] if (folder / n).is_file()), None)
+
 
 def write_json(path: Path, doc) -> None:
     tmp = path.with_name(path.name + ".tmp")

@@ -63,7 +63,7 @@ def load_run(run_dir: str | Path, device: str | None = None, weights: str = "aut
     Raises InferError naming the file and what is missing or does not match."""
     import torch
 
-    from model.checkpoint import load_tensors
+    from model.checkpoint import WEIGHT_FILES, find_weights, load_tensors
 
     run = Path(run_dir)
     if not run.is_dir():
@@ -107,32 +107,30 @@ def load_run(run_dir: str | Path, device: str | None = None, weights: str = "aut
         raise InferError(f"{run / 'tokenizer'} has {tok.vocab_size} tokens but the model's vocabulary is "
                          f"{mcfg.vocab_size}: tokenizer and config are from different runs")
 
-    names = {"auto": ("ema.safetensors", "model.safetensors"), "ema": ("ema.safetensors",),
-             "model": ("model.safetensors",)}
-    if weights not in names:
+    if weights not in WEIGHT_FILES:
         raise InferError("weights must be auto, ema or model")
-    found = [run / n for n in names[weights] if (run / n).is_file()]
-    if not found:
-        raise InferError(f"{run} holds no weights ({' or '.join(names[weights])})")
+    found = find_weights(run, weights)
+    if found is None:
+        raise InferError(f"{run} holds no weights ({' or '.join(WEIGHT_FILES[weights])})")
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     try:
-        state = load_tensors(found[0])
+        state = load_tensors(found)
     except Exception as e:  # noqa: BLE001 - a file boundary; safetensors raises its own error types
-        raise InferError(f"{found[0]}: not a readable safetensors file ({e})") from None
+        raise InferError(f"{found}: not a readable safetensors file ({e})") from None
     model = MoT(mcfg)
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     extra = sorted(set(state) - set(expected))
     if missing or extra:
         what = f"missing {missing[:3]}" if missing else f"unexpected {extra[:3]}"
-        raise InferError(f"{found[0]} does not match config.json: {what} "
+        raise InferError(f"{found} does not match config.json: {what} "
                          f"({len(missing)} missing, {len(extra)} unexpected tensors)")
     for k, v in state.items():
         if tuple(v.shape) != tuple(expected[k].shape):
-            raise InferError(f"{found[0]} does not match config.json: {k} is {tuple(v.shape)}, "
+            raise InferError(f"{found} does not match config.json: {k} is {tuple(v.shape)}, "
                              f"the config makes it {tuple(expected[k].shape)}")
     model.load_state_dict({k: v.float() for k, v in state.items()})
     if dtype is None:
         dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32
     model = model.to(device=dev, dtype=dtype).eval().requires_grad_(False)  # inference: no autograd graphs
-    return Bundle(model, tok, ae, mcfg, dcfg, dev, dtype, run, found[0].name, loss_weights)
+    return Bundle(model, tok, ae, mcfg, dcfg, dev, dtype, run, found.name, loss_weights)

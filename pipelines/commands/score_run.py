@@ -16,7 +16,7 @@ goes on; so does a sample whose scoring raised. The next run into the same ``--o
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from pipelines.commands.score_table import failed_row, part_files, score_row, write_table
@@ -69,17 +69,16 @@ def load_checkpoint(path: str, device: str | None, weights: str = "auto"):
 def weights_name(path: str, weights: str) -> str:
     """The weights file a worker will load, found without loading it (the driver of a Ray run loads no model)."""
     from model.bagel_load import is_bagel_folder
+    from model.checkpoint import WEIGHT_FILES, find_weights
 
     folder = Path(path)
     if not is_bagel_folder(folder) and not (folder / "config.json").is_file():
         raise ConfigError(f"--checkpoint: {folder} is neither a braid train run folder (config.json) nor a BAGEL "
                           "checkpoint folder (llm_config.json, vit_config.json, ae.safetensors)")
-    names = {"auto": ("ema.safetensors", "model.safetensors"), "ema": ("ema.safetensors",),
-             "model": ("model.safetensors",)}[weights]
-    found = [n for n in names if (folder / n).is_file()]
-    if not found:
-        raise ConfigError(f"--checkpoint: {folder} holds no weights ({' or '.join(names)})")
-    return found[0]
+    found = find_weights(folder, weights)
+    if found is None:
+        raise ConfigError(f"--checkpoint: {folder} holds no weights ({' or '.join(WEIGHT_FILES[weights])})")
+    return found.name
 
 
 def read_shard(batch: list[dict], job: ScoreJob) -> list[dict]:
@@ -147,9 +146,8 @@ def build_stages(job: ScoreJob, run: RunConfig, resources: dict, batch_size: int
         return [read, Stage("score", score_batch, job, setup=lambda _job: preloaded, batch_size=batch_size)]
     gpus, cpus = int(resources.get("GPU", 0)), resources.get("CPU", 1.0)
     if gpus and job.device != "cpu":  # Ray shows each actor its own GPU only, as cuda:0
-        gpu_job = ScoreJob(job.checkpoint, "cuda", job.weights, job.timesteps, job.seed)
-        return [read, Stage("score", score_batch, gpu_job, setup=load_scorer, num_gpus=1.0, batch_size=batch_size,
-                            concurrency=actors or gpus)]
+        return [read, Stage("score", score_batch, replace(job, device="cuda"), setup=load_scorer, num_gpus=1.0,
+                            batch_size=batch_size, concurrency=actors or gpus)]
     if job.device not in (None, "cpu"):
         raise ConfigError(f"--device {job.device}: the Ray cluster has no GPUs; use --device cpu or join a cluster "
                           "with GPUs (--ray-address)")
@@ -157,9 +155,8 @@ def build_stages(job: ScoreJob, run: RunConfig, resources: dict, batch_size: int
     if (actors or 1) > most:
         raise ConfigError(f"--actors {actors}: the Ray cluster has {cpus:g} CPUs and CPU scoring actors may hold at "
                           f"most half of them ({most})")
-    cpu_job = ScoreJob(job.checkpoint, "cpu", job.weights, job.timesteps, job.seed)
-    return [read, Stage("score", score_batch, cpu_job, setup=load_scorer, num_cpus=1.0, batch_size=batch_size,
-                  concurrency=actors or 1)]
+    return [read, Stage("score", score_batch, replace(job, device="cpu"), setup=load_scorer, num_cpus=1.0,
+                        batch_size=batch_size, concurrency=actors or 1)]
 
 
 def score_shards(job: ScoreJob, shards: list[str], done: dict[str, set[str]], parts: Path, meta: dict,

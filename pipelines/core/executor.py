@@ -122,9 +122,7 @@ def run_pipeline(stages: list[Stage], inputs: list[dict], run: RunConfig, name: 
     try:
         if pending and run.executor == "ray":
             ray, started = _ray_init(run)  # before anything is written: an unreachable cluster is a ConfigError
-            plan = plan_cpus(stages, float(ray.cluster_resources().get("CPU", 1)))
-            if not _cluster_address(run):  # a cluster may add GPU nodes on demand; a local instance cannot
-                _check_gpus(stages, float(ray.cluster_resources().get("GPU", 0)))
+            plan = _ray_plan(ray, stages, run)
         out.mkdir(parents=True, exist_ok=True)
         removed = clean_incomplete(out)  # incomplete shards hold no final records: pending is unaffected
         if removed:
@@ -230,10 +228,7 @@ def stream_stages(stages: list[Stage], inputs: list[dict], run: RunConfig, work_
         return
     ray, started = _ray_init(run)
     try:
-        total = ray.cluster_resources()
-        plan, _ = plan_cpus(stages, float(total.get("CPU", 1)))
-        if not _cluster_address(run):
-            _check_gpus(stages, float(total.get("GPU", 0)))
+        plan, _ = _ray_plan(ray, stages, run)
         ctx = ray.data.DataContext.get_current()
         errored = ctx.max_errored_blocks
         ctx.max_errored_blocks = -1 if task_retries >= 0 else errored
@@ -273,6 +268,16 @@ def _ray_init(run: RunConfig):
         where = f"the Ray cluster at {_cluster_address(run)!r}" if _cluster_address(run) else "a local Ray instance"
         raise ConfigError(f"could not start or join {where}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
     return ray, True
+
+
+def _ray_plan(ray, stages: list[Stage], run: RunConfig) -> tuple[list[float], float]:
+    """``plan_cpus`` over the cluster's CPUs, after checking a local instance has the GPUs the stages ask for
+    (a cluster may add GPU nodes on demand; a local instance cannot)."""
+    total = ray.cluster_resources()
+    plan = plan_cpus(stages, float(total.get("CPU", 1)))
+    if not _cluster_address(run):
+        _check_gpus(stages, float(total.get("GPU", 0)))
+    return plan
 
 
 def _cluster_address(run: RunConfig) -> str | None:
