@@ -20,36 +20,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 TARGET = 60.0  # tokens/s, 7B shape on an H200
 
 
-def build(shape: str, device, dtype):
-    """A BAGEL language model (no ViT, no latent side: decoding reads neither) with random weights."""
-    import torch
-
-    from model.bagel_lm import BagelLMConfig
-    from model.bagel_model import BagelConfig, BagelModel
-
-    llm = BagelLMConfig() if shape == "7b" else BagelLMConfig(vocab_size=512, hidden_size=64, intermediate_size=128,
-                                                               num_hidden_layers=2, num_attention_heads=4,
-                                                               num_key_value_heads=2)
-    torch.manual_seed(0)
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
-        with torch.device(device):
-            model = BagelModel(BagelConfig(llm=llm, vit=None, latent_channels=0))
-    finally:
-        torch.set_default_dtype(old)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.normal_(0.0, 0.02)
-        for name, p in model.named_parameters():
-            if "norm" in name:
-                p.fill_(1.0)
-    return model.eval().requires_grad_(False), llm
-
-
 def main(argv=None) -> int:
     import torch
 
+    from benchmarks.bagel_folder import SHAPES, random_bagel_model
     from benchmarks.bench_mot_infer import agreement
     from model.bagel_generate import greedy_after
     from model.bagel_lm import sample_mask
@@ -64,7 +38,8 @@ def main(argv=None) -> int:
 
     dev = torch.device(args.device)
     dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32
-    model, llm = build(args.shape, dev, dtype)
+    model, cfg = random_bagel_model(SHAPES[args.shape], str(dev), dtype)
+    llm = cfg.llm
     bos, eos = 1, 2
     with torch.no_grad():
         model.language_model.lm_head.weight[eos].zero_()  # random weights must not stop early
