@@ -144,6 +144,7 @@ class FlopModel:
 
     def __call__(self, batch: dict) -> float:
         from model.bagel_lm import sample_mask
+        from model.bagel_model import sample_splits
 
         c = self.cfg.llm
         f = 2.0 * self.layer * int(batch["sequence_length"])
@@ -155,15 +156,7 @@ class FlopModel:
         if batch.get("packed_vae_token_indexes") is not None:
             f += 2.0 * self.lat_in * int(batch["packed_vae_token_indexes"].numel())
             f += 2.0 * self.lat_out * int(batch["mse_loss_indexes"].sum())
-        pairs, at = 0, 0
-        for length in batch["sample_lens"]:
-            splits, modes, used = [], [], 0
-            while used < length:
-                splits.append(int(batch["split_lens"][at]))
-                modes.append(batch["attn_modes"][at])
-                used += splits[-1]
-                at += 1
-            pairs += int(sample_mask(splits, modes).sum())
+        pairs = sum(int(sample_mask(list(sp.lens), list(sp.modes)).sum()) for sp in sample_splits(batch))
         f += 4.0 * c.num_attention_heads * c.head_dim * pairs * c.num_hidden_layers
         return f
 

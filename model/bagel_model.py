@@ -151,16 +151,8 @@ class BagelModel(nn.Module):
             gen[batch["packed_vae_token_indexes"]] = True
             target = (noise.float() - clean.float())[t > 0]  # float32 too, as BAGEL's
         sample_lens = [int(v) for v in batch["sample_lens"]]
-        masks, start = [], 0
-        for length in sample_lens:
-            splits, modes, used = [], [], 0
-            while used < length:
-                splits.append(int(batch["split_lens"][start]))
-                modes.append(batch["attn_modes"][start])
-                used += splits[-1]
-                start += 1
-            masks.append(SampleSplits(tuple(splits), tuple(modes)) if self.split_attention
-                         else sample_mask(splits, modes, x.device))
+        masks = [sp if self.split_attention else sample_mask(list(sp.lens), list(sp.modes), x.device)
+                 for sp in sample_splits(batch)]
         h = lm(x, batch["packed_position_ids"], gen, sample_lens, masks)
         out = {"ce": None, "mse": None, "logits": None, "velocity": None}
         if target is not None:
@@ -170,3 +162,18 @@ class BagelModel(nn.Module):
             out["logits"] = lm.lm_head(h[batch["ce_loss_indexes"]])
             out["ce"] = F.cross_entropy(out["logits"].float(), batch["packed_label_ids"], reduction="none")
         return out
+
+
+def sample_splits(batch: dict) -> list[SampleSplits]:
+    """Each packed sample's splits (lengths and attention modes), from the batch's ``sample_lens``,
+    ``split_lens`` and ``attn_modes``."""
+    out, at = [], 0
+    for length in batch["sample_lens"]:
+        lens, modes, used = [], [], 0
+        while used < int(length):
+            lens.append(int(batch["split_lens"][at]))
+            modes.append(batch["attn_modes"][at])
+            used += lens[-1]
+            at += 1
+        out.append(SampleSplits(tuple(lens), tuple(modes)))
+    return out
