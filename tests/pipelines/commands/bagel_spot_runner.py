@@ -5,14 +5,15 @@ on a BAGEL checkpoint folder, for the spot-check tests:
   text it answers as JSON and saves the logits of every decoding step (OUT, ``logits``: steps x vocabulary);
 - ``t2i CKPT NOISE PROMPT HEIGHT WIDTH STEPS OUT``: one prompt, then ``gen_image`` with BAGEL's text-to-image
   settings from the given start noise (NOISE, ``noise``), under bfloat16 autocast as BAGEL runs it; saves the
-  image (OUT, ``image``: H x W x 3 uint8). The model is built as tests/model/bagel_ref_runner.py builds it (same kernel stand-ins).
+  image (OUT, ``image``: H x W x 3 uint8). The model is built as tests/model/bagel_ref_runner.py builds it
+  (same kernel stand-ins).
 
 The image arrives as the ViT input the test computed (PIXELS.safetensors, tensor ``pixels``): BAGEL's transforms
 need torchvision and OpenCV, which the reference environment does not have, so the inferencer's two transforms are
 stand-ins handing that tensor over; everything after the pixels (ViT patches and positions, the context's splits,
 rotary positions and cache, decoding) is BAGEL's.
 
-Not imported by the project; run as ``python bagel_caption_runner.py MODE ...`` with PYTHONPATH set by the test.
+Not imported by the project; run as ``python bagel_spot_runner.py MODE ...`` with PYTHONPATH set by the test.
 """
 
 import json
